@@ -1,0 +1,143 @@
+"""`slipway`: the studio's journey without a screen.
+
+    slipway                     open the app
+    slipway MODEL               open the app on a model
+    slipway inspect FILE        describe a model (--json for the ModelSchema)
+
+Exit status: 0 success, 2 bad usage, 3 the file is not a model that can be loaded.
+Errors print one line with the reason and the next step; no traceback reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from studio import __version__
+from studio.core.errors import Cancelled, StudioError, TrustRequired
+from studio.core.schema import shape_text
+from studio.core.units import human_size
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_NOT_LOADABLE = 3
+COMMANDS = ("inspect",)
+
+
+def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def summary(artifact) -> str:
+    """The readable form of `inspect`: what a person checks first, in the order they check it."""
+    schema = artifact.schema
+    meta = schema.metadata
+    lines = [
+        f"{schema.name}  ({meta.format}, {schema.task})",
+        f"  file     {meta.path}",
+        f"  size     {human_size(meta.file_size)}",
+        f"  sha256   {meta.sha256}",
+    ]
+    if meta.estimator:
+        lines.append(f"  model    {meta.estimator}")
+    if meta.steps:
+        lines.append("  steps    " + " -> ".join(f"{s.name} ({s.type.rsplit('.', 1)[-1]})"
+                                                for s in meta.steps))
+    lines += ["", "Inputs"]
+    lines += _table([["name", "type", "shape"]]
+                    + [[t.name, t.dtype, shape_text(t.shape)] for t in schema.inputs])
+    if schema.features:
+        lines += ["", f"Features ({len(schema.features)})"]
+        rows = [["name", "kind", "type", "categories / example"]]
+        for f in schema.features:
+            detail = ", ".join(map(str, f.categories)) if f.categories else (
+                "" if f.example is None else f"e.g. {f.example}")
+            rows.append([f.name, f.kind, f.dtype, detail[:60]])
+        lines += _table(rows)
+    lines += ["", "Outputs"]
+    lines += _table([["name", "role", "type", "shape"]]
+                    + [[o.name, o.role, o.dtype, shape_text(o.shape)] for o in schema.outputs])
+    if schema.class_names:
+        lines.append("  classes  " + ", ".join(map(str, schema.class_names)))
+    if meta.onnx:
+        info = meta.onnx
+        opsets = ", ".join(f"{d} {v}" for d, v in info.opsets.items())
+        lines += ["", "ONNX",
+                  f"  IR {info.ir_version}, opsets {opsets}, producer "
+                  f"{info.producer or '?'} {info.producer_version}".rstrip(),
+                  f"  {info.node_count} nodes, {info.parameter_count:,} parameters",
+                  "  operators " + ", ".join(f"{op} {n}" for op, n in info.operators.items())]
+    for key, value in meta.properties.items():
+        lines.append(f"  {key}: {value}")
+    for warning in meta.warnings:
+        lines.append(f"warning: {warning}")
+    return "\n".join(lines)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from studio.core.artifacts import load
+
+    artifact = load(args.file, trust=args.trust, timeout=args.timeout)
+    print(artifact.schema.to_json() if args.json else summary(artifact))
+    return EXIT_OK
+
+
+def _command_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slipway", description="Slipway Studio on the command line.")
+    parser.add_argument("--version", action="version", version=f"slipway {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print error details")
+    commands = parser.add_subparsers(dest="command", required=True)
+    inspect = commands.add_parser("inspect", help="describe a model file or MLflow folder")
+    inspect.add_argument("file", help="model file (.onnx, .joblib, .pkl, .skops, ...) or MLflow folder")
+    inspect.add_argument("--json", action="store_true", help="print the ModelSchema as JSON")
+    inspect.add_argument("--trust", action="store_true",
+                         help="allow loading files that run code when loaded (pickle, joblib)")
+    inspect.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                         help="stop loading after this long (default 120)")
+    inspect.set_defaults(run=_inspect)
+    return parser
+
+
+def _app_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slipway",
+        description="Slipway Studio: from a model file to a measured, monitored service. "
+                    f"Commands: {', '.join(COMMANDS)} (slipway COMMAND --help).",
+    )
+    parser.add_argument("--version", action="version", version=f"slipway {__version__}")
+    parser.add_argument("model", nargs="?", help="open the app on this model file or folder")
+    return parser
+
+
+def _report(exc: StudioError, verbose: bool) -> None:
+    print(f"slipway: error: {exc}", file=sys.stderr)
+    if isinstance(exc, TrustRequired) and exc.reasons:
+        print("  the file would import: " + ", ".join(exc.reasons), file=sys.stderr)
+    if verbose and exc.detail:
+        print(exc.detail, file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first_word = next((a for a in argv if not a.startswith("-")), None)
+    if first_word in COMMANDS:
+        args = _command_parser().parse_args(argv)
+        try:
+            return args.run(args)
+        except StudioError as exc:
+            _report(exc, args.verbose)
+            return EXIT_NOT_LOADABLE
+        except Cancelled:
+            return 130
+        except KeyboardInterrupt:
+            return 130
+    args = _app_parser().parse_args(argv)
+    from studio.ui.app import run_app
+
+    return run_app(args.model)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

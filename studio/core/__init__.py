@@ -1,0 +1,1 @@
+"""The product: every stage of a model's journey as plain functions. Never imports Qt."""

@@ -1,0 +1,1 @@
+"""Where a model runs: Docker when an engine answers, otherwise a local child process."""

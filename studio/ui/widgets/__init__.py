@@ -1,0 +1,1 @@
+"""Reusable widgets: charts, drop zone, log view, schema tables, JSON views, banners, dialogs."""
