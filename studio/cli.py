@@ -3,8 +3,11 @@
     slipway                     open the app
     slipway MODEL               open the app on a model
     slipway inspect FILE        describe a model (--json for the ModelSchema)
+    slipway convert MODEL -o OUT.onnx       to ONNX, with a parity check
+    slipway optimize MODEL.onnx -o OUT.onnx (--int8 | --int8-static | --fp16 | --graph)
 
-Exit status: 0 success, 2 bad usage, 3 the file is not a model that can be loaded.
+Exit status: 0 success, 2 bad usage, 3 the file is not a model that can be loaded or converted
+(or the optimization cannot help it), 4 the new model was written but failed its parity check.
 Errors print one line with the reason and the next step; no traceback reaches the terminal.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 
 from studio import __version__
@@ -22,7 +26,8 @@ from studio.core.units import human_size
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_NOT_LOADABLE = 3
-COMMANDS = ("inspect",)
+EXIT_PARITY_FAILED = 4
+COMMANDS = ("inspect", "convert", "optimize")
 
 
 def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
@@ -84,6 +89,102 @@ def _inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _number(value: float | None, spec: str = ".2e") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def parity_lines(report) -> list[str]:
+    verdict = "pass" if report.passed else "FAIL"
+    tol = report.tolerance
+    lines = [f"Parity on {report.rows} rows ({report.inputs}): {verdict}  "
+             f"(atol {tol.atol:g}, rtol {tol.rtol:g}, labels >= {tol.min_label_agreement:.0%})"]
+    rows = [["output", "role", "max |diff|", "mean |diff|", "agreement", "result"]]
+    for o in report.outputs:
+        agreement = "-" if o.label_agreement is None else f"{o.label_agreement:.2%}"
+        rows.append([o.name, o.role, _number(o.max_abs_diff), _number(o.mean_abs_diff), agreement,
+                     "pass" if o.passed else "FAIL"])
+    lines += _table(rows)
+    for flip in report.flipped_rows[:5]:
+        lines.append(f"  row {flip.row}: label {flip.original} became {flip.new}")
+    if len(report.flipped_rows) > 5:
+        lines.append(f"  ... {len(report.flipped_rows) - 5} more flipped rows (--json lists them)")
+    return lines
+
+
+def _tolerance(args: argparse.Namespace, default):
+    from studio.core.parity import Tolerance
+
+    base = default or Tolerance()
+    return base.model_copy(update={k: v for k, v in (("atol", args.atol), ("rtol", args.rtol),
+                                                     ("min_label_agreement", args.min_agreement))
+                                   if v is not None})
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from studio.core.artifacts import load
+    from studio.core.convert import convert
+
+    source = load(args.model, trust=args.trust, timeout=args.timeout)
+    result = convert(source, args.output, opset=args.opset, reference=args.reference,
+                     tolerance=_tolerance(args, None), timeout=args.timeout)
+    report = result.report
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        print(f"Converted {Path(report.source).name} -> {report.output_path} ({report.converter}, "
+              f"opset {report.opset}, {human_size(report.file_size)}, {report.seconds:.1f} s)")
+        print("\n".join(parity_lines(report.parity)))
+    if not report.parity.passed:
+        print(f"slipway: error: the ONNX model was written to {report.output_path} but FAILED its "
+              "parity check; do not serve it before looking at the differences above.",
+              file=sys.stderr)
+        return EXIT_PARITY_FAILED
+    return EXIT_OK
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    from studio.core.artifacts import load
+    from studio.core.optimize import DEFAULT_TOLERANCES, DESCRIPTIONS, optimize
+
+    source = load(args.model, trust=False, timeout=args.timeout)
+    result = optimize(source, args.optimization, args.output, reference=args.reference,
+                      tolerance=_tolerance(args, DEFAULT_TOLERANCES[args.optimization]))
+    report = result.report
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    if not report.applicable:
+        print(f"slipway: error: {report.note} No file was written.", file=sys.stderr)
+        return EXIT_NOT_LOADABLE
+    if not args.json:
+        before, after = report.latency_before, report.latency_after
+        print(f"{report.optimization}: {DESCRIPTIONS[report.optimization]}")
+        print(f"  size     {human_size(report.size_before)} -> {human_size(report.size_after)} "
+              f"({report.size_ratio:.0%} of the original)")
+        print(f"  latency  one row {before.single_row_ms:.4f} ms -> {after.single_row_ms:.4f} ms; "
+              f"{before.batch_rows} rows {before.batch_ms:.3f} ms -> {after.batch_ms:.3f} ms "
+              f"(median, {before.threads} thread)")
+        if report.note:
+            print(f"  note     {report.note}")
+        print("\n".join(parity_lines(report.parity)))
+    if not report.parity.passed:
+        print(f"slipway: error: {report.output_path} was written but FAILED its parity check.",
+              file=sys.stderr)
+        return EXIT_PARITY_FAILED
+    return EXIT_OK
+
+
+def _add_tolerance_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reference", metavar="DATA",
+                        help="golden rows from a CSV, Parquet or .npy file (default: sampled)")
+    parser.add_argument("--atol", type=float, help="absolute tolerance on numbers")
+    parser.add_argument("--rtol", type=float, help="relative tolerance on numbers")
+    parser.add_argument("--min-agreement", type=float, metavar="FRACTION",
+                        help="share of labels that must not change (1.0 = all)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="stop loading or converting after this long (default 300)")
+
+
 def _command_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slipway", description="Slipway Studio on the command line.")
     parser.add_argument("--version", action="version", version=f"slipway {__version__}")
@@ -97,6 +198,27 @@ def _command_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                          help="stop loading after this long (default 120)")
     inspect.set_defaults(run=_inspect)
+
+    convert = commands.add_parser("convert", help="convert a model to ONNX and check parity")
+    convert.add_argument("model", help="scikit-learn, XGBoost or LightGBM model, or MLflow folder")
+    convert.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    convert.add_argument("--opset", type=int, default=17, help="target ONNX opset (default 17)")
+    convert.add_argument("--trust", action="store_true",
+                         help="allow loading files that run code when loaded (pickle, joblib)")
+    _add_tolerance_options(convert)
+    convert.set_defaults(run=_convert)
+
+    optimize = commands.add_parser("optimize", help="make an ONNX model smaller or faster")
+    optimize.add_argument("model", help="an ONNX model")
+    optimize.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    kinds = optimize.add_mutually_exclusive_group(required=True)
+    for flag, kind, text in (("--int8", "int8", "dynamic int8 quantization"),
+                             ("--int8-static", "int8-static", "static int8, calibrated on --reference"),
+                             ("--fp16", "fp16", "float16 conversion"),
+                             ("--graph", "graph", "graph optimization")):
+        kinds.add_argument(flag, dest="optimization", action="store_const", const=kind, help=text)
+    _add_tolerance_options(optimize)
+    optimize.set_defaults(run=_optimize)
     return parser
 
 

@@ -84,7 +84,16 @@ def detect_format(path: Path) -> str:
 
 
 def _check_readable(path: Path) -> None:
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except PermissionError as exc:  # a folder on the way may not be entered (no x permission)
+        raise ModelLoadError(
+            f"Slipway Studio may not read '{path.name}': permission denied on a folder that "
+            "holds it.",
+            "Give your user access to the folders on its path (chmod u+rx) or copy it somewhere "
+            "readable.",
+        ) from exc
+    if not exists:
         raise ModelLoadError(f"There is no file or folder at '{path}'.",
                              "Check the path; it may have been moved or renamed.")
     if path.is_dir():
@@ -111,7 +120,8 @@ def load(path: str | Path, *, trust: bool = False, timeout: float = DEFAULT_TIME
 
     `trust` allows files that run code when loaded (pickles); without it they raise TrustRequired,
     which lists what the file would import. Loading that runs model code happens in a child
-    process stopped after `timeout` seconds. `memory_limit` (bytes) defaults to the memory free now.
+    process stopped after `timeout` seconds. `memory_limit` (bytes, ONNX files) defaults to the
+    memory free now.
     """
     progress = progress or quiet()
     path = Path(path).expanduser()

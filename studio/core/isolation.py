@@ -5,8 +5,9 @@ original stdout; everything the libraries print (LightGBM writes to stdout) is s
 the parent keeps as detail for the log. The parent can stop the child at any moment: on cancel, on
 the time limit, or when the parent itself exits, so no loader outlives the studio.
 
-The child side is `python -m studio.core.isolation ACTION`, where ACTION names a function in
-`CHILD_ACTIONS` that takes the request dict and returns a JSON-serializable dict.
+The child side is `_child_main(ACTION)` (also `python -m studio.core.isolation ACTION`), where
+ACTION names a function in `CHILD_ACTIONS` that takes the request dict and returns a
+JSON-serializable dict.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from studio.core.tasks import Progress, quiet
 
 DEFAULT_TIMEOUT_S = 120.0
 POLL_INTERVAL_S = 0.05
+# The child imports `studio` from where this process did; appended to sys.path, it shadows nothing.
+STUDIO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHILD_BOOTSTRAP = ("import sys; sys.path.append({root!r}); "
+                   "from studio.core.isolation import _child_main; sys.exit(_child_main({action!r}))")
 
 
 def _child_preexec() -> None:
@@ -50,8 +55,10 @@ def run_isolated(action: str, request: dict[str, Any], *, timeout: float = DEFAU
     progress = progress or quiet()
     # Replies can be large (a schema with many features); a file avoids pipe-buffer deadlocks.
     with tempfile.TemporaryFile() as reply, tempfile.TemporaryFile() as log:
+        # -P keeps the current folder off the child's sys.path: files next to a model (an
+        # xgboost.py, a json.py) must not stand in for the libraries an untrusted load imports.
         child = subprocess.Popen(
-            [sys.executable, "-m", "studio.core.isolation", action],
+            [sys.executable, "-P", "-c", CHILD_BOOTSTRAP.format(root=STUDIO_ROOT, action=action)],
             stdin=subprocess.PIPE,
             stdout=reply,
             stderr=log,
@@ -99,15 +106,32 @@ def _result(returncode: int, reply: bytes, log: str, what: str) -> dict[str, Any
     if message.get("ok"):
         return message["result"]
     error = message["error"]
-    raise ModelLoadError(error["message"], error.get("hint"), detail=(error.get("detail") or "") + log[-4000:])
+    kind = _error_class(error.get("kind", ""))
+    raise kind(error["message"], error.get("hint"), detail=(error.get("detail") or "") + log[-4000:])
+
+
+def _error_class(name: str) -> type[StudioError]:
+    """The StudioError subclass the child raised, so callers can tell a conversion error from a
+    load error; ModelLoadError for anything unknown."""
+    pending = [StudioError]
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == name and cls.__init__ is StudioError.__init__:
+            return cls
+        pending += cls.__subclasses__()
+    return ModelLoadError
 
 
 # --- the child side -----------------------------------------------------------------------------
 
 def _actions() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    from studio.core import convert
     from studio.core.formats import sklearn
 
-    return {"inspect": sklearn.inspect_in_child}
+    return {"inspect": sklearn.inspect_in_child, "convert": convert.convert_in_child}
+
+
+_DOING = {"inspect": "Loading", "convert": "Converting"}
 
 
 def _child_main(action: str) -> int:
@@ -124,11 +148,12 @@ def _child_main(action: str) -> int:
                                       if issubclass(w.category, UserWarning)})
         json.dump({"ok": True, "result": result}, reply)
     except StudioError as exc:
-        json.dump({"ok": False, "error": {"message": exc.message, "hint": exc.hint,
-                                          "detail": exc.detail}}, reply)
+        json.dump({"ok": False, "error": {"kind": type(exc).__name__, "message": exc.message,
+                                          "hint": exc.hint, "detail": exc.detail}}, reply)
     except BaseException as exc:  # the child reports everything; the parent decides
         json.dump({"ok": False, "error": {
-            "message": f"Loading failed inside the model's own code: {type(exc).__name__}: {exc}",
+            "message": f"{_DOING.get(action, action)} failed inside the model's own code: "
+                       f"{type(exc).__name__}: {exc}",
             "hint": "The file may have been saved by a different version of its library; "
                     "the full traceback is in the log.",
             "detail": traceback.format_exc(),

@@ -151,14 +151,15 @@ def numeric_feature(name: str, dtype: str = "float32", example: float | None = N
     return FeatureSpec(name=name, kind="numeric", dtype=dtype, example=example, tensor=tensor)
 
 
-def tabular_inputs(features: list[FeatureSpec]) -> list[TensorSpec]:
+def tabular_inputs(features: list[FeatureSpec], per_column: bool = False) -> list[TensorSpec]:
     """The ONNX inputs a tabular model has once converted.
 
-    All-numeric features travel together as one float32 matrix named "input"; a mixed-type table
-    (a ColumnTransformer over a DataFrame) gets one [N, 1] input per column with its own element
-    type, which is how skl2onnx converts such pipelines.
+    All-numeric features travel together as one float32 matrix named "input"; a mixed-type table,
+    or any model that selects columns by name (a ColumnTransformer over a DataFrame, `per_column`),
+    gets one [N, 1] input per column with its own element type, which is how skl2onnx converts
+    such pipelines.
     """
-    if all(f.kind == "numeric" for f in features):
+    if not per_column and all(f.kind == "numeric" for f in features):
         for feature in features:
             feature.tensor = "input"
         return [TensorSpec(name="input", dtype="float32", shape=["N", len(features)])]

@@ -25,11 +25,12 @@ def sniff(path: Path) -> str | None:
     """'xgboost' or 'lightgbm' when the file's first bytes say so, else None."""
     with open(path, "rb") as handle:
         head = handle.read(4096)
-    if path.suffix in LIGHTGBM_SUFFIXES and head.startswith(b"tree\n"):
+    suffix = path.suffix.lower()  # MODEL.JSON from Windows is the same file
+    if suffix in LIGHTGBM_SUFFIXES and head.startswith(b"tree\n"):
         return "lightgbm"
-    if path.suffix == ".json" and b'"learner"' in head:
+    if suffix == ".json" and b'"learner"' in head:
         return "xgboost"
-    if path.suffix in (".ubj", ".xgb"):
+    if suffix in (".ubj", ".xgb"):
         return "xgboost"
     return None
 

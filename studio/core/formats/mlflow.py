@@ -36,13 +36,22 @@ PROPERTY_KEYS = ("mlflow_version", "run_id", "model_uuid", "utc_time_created", "
 
 def read_mlmodel(folder: Path) -> dict[str, Any]:
     mlmodel = folder / "MLmodel"
-    if not mlmodel.is_file():
+    try:
+        is_file = mlmodel.is_file()
+        data = mlmodel.read_bytes() if is_file else b""
+    except PermissionError as exc:
+        raise ModelLoadError(
+            f"Slipway Studio may not read the MLmodel file in '{folder.name}': permission denied.",
+            "Give your user read access to the model folder and its files (chmod -R u+rX), or "
+            "copy the folder somewhere readable.",
+        ) from exc
+    if not is_file:
         raise ModelLoadError(
             f"'{folder.name}' is a folder without an MLmodel file, so it is not an MLflow model.",
             "Open the model file itself, or the folder that mlflow.<flavor>.save_model wrote.",
         )
     try:
-        document = yaml.safe_load(mlmodel.read_text())
+        document = yaml.safe_load(data.decode())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"The MLmodel file in '{folder.name}' is not valid YAML.",
                              "Save the model again with MLflow.", detail=str(exc)) from exc
@@ -136,7 +145,8 @@ def load_mlflow(folder: Path, *, trust: bool, timeout: float, memory_limit: int 
             f.model_copy(update={"example": example.get(f.name, f.example)}) for f in described
         ]
         schema = sklearn_format.schema_from_description(folder, "mlflow", description, features)
-        schema.inputs = tabular_inputs(schema.features)
+        schema.inputs = tabular_inputs(schema.features,
+                                       per_column=description.get("column_inputs", False))
     else:
         raise ModelLoadError(
             f"The MLflow model in '{folder.name}' has the flavors {', '.join(sorted(flavors))}; "

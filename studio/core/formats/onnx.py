@@ -20,6 +20,7 @@ from google.protobuf.message import DecodeError
 from onnx import GraphProto, ModelProto, TensorProto, ValueInfoProto
 
 from studio.core.errors import ModelLoadError
+from studio.core.units import human_size
 from studio.core.schema import (
     FeatureSpec,
     ModelMetadata,
@@ -155,17 +156,11 @@ def _check_memory(total_bytes: int, memory_limit: int | None) -> None:
     needed = int(total_bytes * LOAD_MEMORY_FACTOR)
     if needed > budget:
         raise ModelLoadError(
-            f"This model needs about {_gib(needed)} of memory to load, and only {_gib(budget)} "
+            f"This model needs about {human_size(needed)} of memory to load, and only {human_size(budget)} "
             "is available.",
             "Close other programs or use a machine with more memory; an int8-quantized copy of "
             "the model needs about a quarter as much.",
         )
-
-
-def _gib(n: int) -> str:
-    if n >= 1024**3:
-        return f"{n / 1024**3:.1f} GiB"
-    return f"{n / 1024**2:.0f} MiB"
 
 
 def _parse(path: Path) -> ModelProto:
@@ -256,7 +251,7 @@ def inspect_onnx(path: Path, *, memory_limit: int | None = None) -> tuple[ModelS
     size = path.stat().st_size
     if size > PROTOBUF_LIMIT:
         raise ModelLoadError(
-            f"'{path.name}' is {_gib(size)}; a single ONNX file cannot exceed 2 GiB.",
+            f"'{path.name}' is {human_size(size)}; a single ONNX file cannot exceed 2 GiB.",
             "Save the weights as external data next to the model (onnx.save_model with "
             "save_as_external_data=True).",
         )

@@ -32,7 +32,9 @@ from studio.core.tasks import Progress
 
 PICKLE_SUFFIXES = {".joblib", ".pkl", ".pickle"}
 # joblib's compressed files start with these magics; their opcodes cannot be read without inflating.
-COMPRESSED_MAGICS = (b"\x78\x9c", b"\x78\x01", b"\x78\xda", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x5d\x00")
+# A zlib header's second byte depends on the level: joblib's compress=1..9 write all four.
+COMPRESSED_MAGICS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda", b"\x1f\x8b", b"BZh",
+                     b"\xfd7zXZ", b"\x5d\x00", b"\x04\x22\x4d\x18")
 
 
 # --- parent side ---------------------------------------------------------------------------------
@@ -127,7 +129,7 @@ def schema_from_description(path: Path, fmt: str, description: dict[str, Any],
     return ModelSchema(
         name=path.stem,
         task=description["task"],
-        inputs=tabular_inputs(features),
+        inputs=tabular_inputs(features, per_column=description.get("column_inputs", False)),
         features=features,
         outputs=[OutputSpec.model_validate(o) for o in description["outputs"]],
         class_names=description.get("class_names"),
@@ -146,15 +148,22 @@ def schema_from_description(path: Path, fmt: str, description: dict[str, Any],
 
 # --- child side -----------------------------------------------------------------------------------
 
-def inspect_in_child(request: dict[str, Any]) -> dict[str, Any]:
-    """Load the estimator named by the request and describe it (runs in the child process)."""
-    path = Path(request["path"])
-    loader = request["loader"]
+def load_estimator(path: Path, loader: str, trusted: list[str]) -> Any:
+    """The model object in a file (child process only): pickle, skops or a native booster."""
     if loader in ("xgboost", "lightgbm"):
         from studio.core.formats import boosters
 
-        return boosters.describe_native(boosters.load_native(path, loader))
-    estimator = _unpickle(path) if loader == "pickle" else _load_skops(path, request["trusted"])
+        return boosters.load_native(path, loader)
+    return _unpickle(path) if loader == "pickle" else _load_skops(path, trusted)
+
+
+def inspect_in_child(request: dict[str, Any]) -> dict[str, Any]:
+    """Load the estimator named by the request and describe it (runs in the child process)."""
+    estimator = load_estimator(Path(request["path"]), request["loader"], request.get("trusted", []))
+    if type(estimator).__name__ == "Booster":
+        from studio.core.formats import boosters
+
+        return boosters.describe_native(estimator)
     return describe_estimator(estimator)
 
 
@@ -172,8 +181,11 @@ def _unpickle(path: Path) -> Any:
         ) from exc
     except (EOFError, ValueError, IndexError) as exc:
         # joblib wraps pickle.UnpicklingError in these for truncated or foreign files.
+        # A truncated joblib file raises a bare EOFError, whose text is empty.
+        reason = str(exc) or ("the file ends before the model does" if isinstance(exc, EOFError)
+                              else type(exc).__name__)
         raise ModelLoadError(
-            f"'{path.name}' is not a readable pickle or joblib file: {exc}",
+            f"'{path.name}' is not a readable pickle or joblib file: {reason}",
             "The file may be truncated or in another format; save the model again.",
             detail=repr(exc),
         ) from exc
@@ -249,7 +261,15 @@ def describe_estimator(estimator: Any) -> dict[str, Any]:
         "estimator": _qualified_name(estimator),
         "steps": [s.model_dump() for s in _steps(estimator)],
         "library_versions": versions,
+        "column_inputs": _selects_columns_by_name(estimator),
     }
+
+
+def _selects_columns_by_name(estimator: Any) -> bool:
+    from sklearn.compose import ColumnTransformer
+
+    first = _first_step(estimator)
+    return isinstance(first, ColumnTransformer) and hasattr(first, "feature_names_in_")
 
 
 def _has(estimator: Any, method: str) -> bool:

@@ -22,9 +22,9 @@ class TrustDialog(QDialog):
         self.setModal(True)
         why = QLabel(
             f"<b>{request.message}</b><br><br>"
-            "A pickle can run any program on this computer the moment it is opened, with your "
-            "permissions. Slipway Studio loads it in a separate process, but that process can still "
-            "read and change your files.<br><br>"
+            "Files like this can run any program on this computer the moment they are opened, "
+            "with your permissions. Slipway Studio loads them in a separate process, but that "
+            "process can still read and change your files.<br><br>"
             "Continue only if you made this file or got it from someone you trust."
         )
         why.setWordWrap(True)

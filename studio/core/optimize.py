@@ -1,0 +1,285 @@
+"""Make an ONNX model smaller or faster, and show what changed: size, latency, parity.
+
+Each optimization reads an ONNX artifact and writes a new one with a report. Where an optimization
+cannot help, the report says so plainly and no file is written: a tree ensemble has no MatMul to
+quantize, and ONNX-ML operators (Scaler, TreeEnsemble...) only run in float32.
+
+Default tolerances differ per optimization, because each one trades exactness on purpose:
+graph rewrites must be exact to float32 rounding; float16 keeps about three significant digits;
+int8 moves probabilities by up to a few hundredths, and may flip a label near a decision boundary.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+import onnx
+from pydantic import BaseModel
+
+from studio.core import artifacts, datasets, parity
+from studio.core.parity import ParityReport, Tolerance
+from studio.core.artifacts import ModelArtifact
+from studio.core.errors import StudioError
+from studio.core.tasks import Progress, quiet
+from studio.core.timing import median_ms, onnx_session
+
+BATCH_ROWS = 256
+GOLDEN_ROWS = 200
+
+
+class Optimization(StrEnum):
+    GRAPH = "graph"
+    INT8 = "int8"
+    INT8_STATIC = "int8-static"
+    FP16 = "fp16"
+
+
+DESCRIPTIONS = {
+    Optimization.GRAPH: "Graph optimization (ONNX Runtime, saved offline)",
+    Optimization.INT8: "Dynamic int8 quantization of weights",
+    Optimization.INT8_STATIC: "Static int8 quantization, calibrated on reference rows",
+    Optimization.FP16: "float16 weights and arithmetic (float32 inputs and outputs kept)",
+}
+
+DEFAULT_TOLERANCES = {
+    Optimization.GRAPH: Tolerance(atol=1e-5, rtol=1e-4, min_label_agreement=1.0),
+    Optimization.FP16: Tolerance(atol=1e-2, rtol=1e-2, min_label_agreement=0.99),
+    Optimization.INT8: Tolerance(atol=5e-2, rtol=5e-2, min_label_agreement=0.97),
+    Optimization.INT8_STATIC: Tolerance(atol=1e-1, rtol=1e-1, min_label_agreement=0.95),
+}
+
+# Operators each quantizer rewrites when their weights are stored in the model.
+DYNAMIC_QUANTIZABLE = {"MatMul", "Conv", "Gather", "Attention", "LSTM", "EmbedLayerNormalization"}
+STATIC_QUANTIZABLE = {"MatMul", "Conv", "Gemm", "ConvTranspose", "Gather"}
+
+
+class OptimizationError(StudioError):
+    """The optimization failed (the model is not ONNX, or a quantizer rejected it)."""
+
+
+class Latency(BaseModel):
+    single_row_ms: float
+    batch_ms: float
+    batch_rows: int
+    threads: int = 1
+
+
+class OptimizationReport(BaseModel):
+    optimization: Optimization
+    source_path: str
+    output_path: str | None
+    applicable: bool
+    note: str
+    size_before: int
+    size_after: int | None = None
+    latency_before: Latency | None = None
+    latency_after: Latency | None = None
+    parity: ParityReport | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.applicable and self.parity is not None and self.parity.passed
+
+    @property
+    def size_ratio(self) -> float | None:
+        return self.size_after / self.size_before if self.size_after else None
+
+
+@dataclass(frozen=True)
+class Optimized:
+    artifact: ModelArtifact | None
+    """None when the optimization could not help and nothing was written."""
+    report: OptimizationReport
+
+
+@dataclass
+class GoldenInputs:
+    feeds: dict[str, np.ndarray]
+    single: dict[str, np.ndarray]
+    batch: dict[str, np.ndarray]
+    described: str
+
+
+def golden_inputs(artifact: ModelArtifact, reference: str | Path | None = None) -> GoldenInputs:
+    """Rows for parity and calibration, plus a single row and a batch for timing."""
+    schema = artifact.schema
+    if schema.features:
+        if reference:
+            frame = datasets.read_table(reference, schema.features)
+            described = f"{Path(reference).name}, {len(frame)} rows"
+        else:
+            frame = datasets.sample_frame(schema.features, GOLDEN_ROWS)
+            described = f"{GOLDEN_ROWS} rows sampled from the schema"
+        feeds = datasets.onnx_feeds(schema.inputs, schema.features, frame)
+        batch_frame = frame.sample(BATCH_ROWS, replace=len(frame) < BATCH_ROWS, random_state=0)
+        batch = datasets.onnx_feeds(schema.inputs, schema.features, batch_frame)
+        single = {name: value[:1] for name, value in feeds.items()}
+        return GoldenInputs(feeds, single, batch, described)
+    dynamic_batch = all(not isinstance(t.shape[0], int) for t in schema.inputs if t.shape)
+    rows = 16 if dynamic_batch else 1
+    feeds = datasets.tensor_feeds(schema.inputs, rows=rows)
+    single = datasets.tensor_feeds(schema.inputs, rows=1)
+    described = f"{rows} random tensor{'s' if rows > 1 else ''} of the input shape"
+    return GoldenInputs(feeds, single, feeds, described)
+
+
+def _as_arrays(outputs: list, names: list[str]) -> dict[str, np.ndarray]:
+    """Session outputs by name; a ZipMap's list of {class: probability} becomes a matrix."""
+    arrays = {}
+    for name, value in zip(names, outputs):
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            value = np.array([[row[k] for k in sorted(row)] for row in value])
+        arrays[name] = np.asarray(value)
+    return arrays
+
+
+def run_model(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    names = [o.name for o in session.get_outputs()]
+    return _as_arrays(session.run(None, feeds), names)
+
+
+def measure(session, inputs: GoldenInputs) -> Latency:
+    single = median_ms(lambda: session.run(None, inputs.single))
+    batch = median_ms(lambda: session.run(None, inputs.batch), min_calls=10)
+    rows = len(next(iter(inputs.batch.values())))
+    return Latency(single_row_ms=round(single, 4), batch_ms=round(batch, 4), batch_rows=rows)
+
+
+def _weight_ops(model: onnx.ModelProto, op_types: set[str]) -> list[str]:
+    """Nodes of `op_types` that have a stored (initializer) weight: what a quantizer can shrink."""
+    stored = {t.name for t in model.graph.initializer}
+    return [n.op_type for n in model.graph.node
+            if n.op_type in op_types and any(i in stored for i in n.input[1:])]
+
+
+def _not_applicable_note(model: onnx.ModelProto, optimization: Optimization) -> str | None:
+    ops = sorted({n.op_type for n in model.graph.node})
+    if optimization == Optimization.INT8 and not _weight_ops(model, DYNAMIC_QUANTIZABLE):
+        return ("Nothing to quantize: dynamic int8 shrinks the weights of MatMul, Conv and Gather "
+                f"nodes, and this model has none (its operators: {', '.join(ops)}).")
+    if optimization == Optimization.INT8_STATIC and not _weight_ops(model, STATIC_QUANTIZABLE):
+        return ("Nothing to quantize: static int8 rewrites MatMul, Gemm and Conv nodes, and this "
+                f"model has none (its operators: {', '.join(ops)}).")
+    return None
+
+
+def _quantized_nodes(model: onnx.ModelProto) -> int:
+    markers = ("Integer", "QLinear", "QuantizeLinear", "DequantizeLinear", "DynamicQuantize")
+    return sum(1 for n in model.graph.node if any(m in n.op_type for m in markers))
+
+
+class _Calibration:
+    """Feeds calibration rows to onnxruntime's static quantizer, one row at a time."""
+
+    def __init__(self, feeds: dict[str, np.ndarray]):
+        rows = len(next(iter(feeds.values())))
+        self._rows = iter([{k: v[i:i + 1] for k, v in feeds.items()} for i in range(rows)])
+
+    def get_next(self):
+        return next(self._rows, None)
+
+
+def _apply(optimization: Optimization, source: Path, output: Path, inputs: GoldenInputs) -> str:
+    """Write the optimized model; returns a note for the report (empty when nothing to add)."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    if optimization == Optimization.GRAPH:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = str(output)
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+        return "Contains ONNX Runtime's fused operators: serve it with ONNX Runtime."
+    if optimization == Optimization.INT8:
+        quantize_dynamic(source, output, weight_type=QuantType.QInt8)
+        return ""
+    if optimization == Optimization.INT8_STATIC:
+        with tempfile.TemporaryDirectory() as scratch:
+            quantize_static(source, output, _Calibration(inputs.feeds),
+                            quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                            weight_type=QuantType.QInt8,
+                            calibration_cache_path=Path(scratch) / "calibration.cache")
+        return f"Calibrated on {inputs.described}."
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(source), keep_io_types=True)
+    halves = sum(1 for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16)
+    if not halves:
+        raise _NothingToDo("Nothing to convert: all of this model's float operators are ONNX-ML "
+                           "operators that run in float32 only, so float16 cannot shrink it.")
+    onnx.save(model, output)
+    return ""
+
+
+class _NothingToDo(Exception):
+    pass
+
+
+def _carry_metadata(source: onnx.ModelProto, output: Path, optimization: Optimization) -> None:
+    """Keep the source's metadata (feature names, class names) and record what was done."""
+    optimized = onnx.load(output)
+    props = {p.key: p.value for p in source.metadata_props}
+    props.update({p.key: p.value for p in optimized.metadata_props})
+    props["slipway.optimization"] = optimization.value
+    onnx.helper.set_model_props(optimized, props)
+    onnx.save(optimized, output)
+
+
+def optimize(artifact: ModelArtifact, optimization: Optimization | str, output: str | Path, *,
+             reference: str | Path | None = None, tolerance: Tolerance | None = None,
+             progress: Progress | None = None) -> Optimized:
+    progress = progress or quiet()
+    optimization = Optimization(optimization)
+    if artifact.schema.metadata.onnx is None:
+        raise OptimizationError(f"'{artifact.path.name}' is not an ONNX model yet.",
+                                "Convert it to ONNX first (slipway convert), then optimize that.")
+    source, output = artifact.model_file, Path(output)
+    tolerance = tolerance or DEFAULT_TOLERANCES[optimization]
+    report = OptimizationReport(optimization=optimization, source_path=str(source), output_path=None,
+                                applicable=True, note="", size_before=source.stat().st_size)
+    progress.update(0.05, "Preparing golden inputs")
+    inputs = golden_inputs(artifact, reference)
+    model = onnx.load(source)
+    note = _not_applicable_note(model, optimization)
+    if note:
+        return Optimized(None, report.model_copy(update={"applicable": False, "note": note}))
+
+    progress.update(0.15, f"{DESCRIPTIONS[optimization]}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        report.note = _apply(optimization, source, output, inputs)
+    except _NothingToDo as nothing:
+        return Optimized(None, report.model_copy(update={"applicable": False, "note": str(nothing)}))
+    except Exception as exc:  # onnxruntime's quantizers raise bare exceptions with their reasons
+        raise OptimizationError(
+            f"{DESCRIPTIONS[optimization]} failed: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+            "The model may use operators the quantizer does not support; the details are in the log.",
+            detail=repr(exc)) from exc
+    if optimization in (Optimization.INT8, Optimization.INT8_STATIC) \
+            and not _quantized_nodes(onnx.load(output)):
+        output.unlink(missing_ok=True)
+        return Optimized(None, report.model_copy(update={
+            "applicable": False,
+            "note": "The quantizer found nothing it could rewrite in this model; no file was written."}))
+    _carry_metadata(model, output, optimization)
+    progress.check()
+
+    progress.update(0.4, "Timing the original model")
+    before = onnx_session(source)
+    report.latency_before = measure(before, inputs)
+    progress.update(0.6, "Timing the optimized model")
+    after = onnx_session(output)
+    report.latency_after = measure(after, inputs)
+    progress.update(0.8, "Checking parity with the original")
+    roles = {o.name: o.role for o in artifact.schema.outputs}
+    report.parity = parity.compare(run_model(before, inputs.feeds), run_model(after, inputs.feeds),
+                                   roles, tolerance, inputs.described)
+    report.output_path = str(output)
+    report.size_after = output.stat().st_size
+    progress.update(0.95, "Validating the optimized model")
+    optimized = artifacts.load(output)
+    return Optimized(optimized, report)

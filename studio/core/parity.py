@@ -1,0 +1,132 @@
+"""Does the new model answer like the original? Output by output, on the same golden rows.
+
+Numbers (probabilities, regression values, raw tensors) pass when every element satisfies
+|new - original| <= atol + rtol * |original|, the rule numpy.isclose applies. Labels pass when the
+share of rows whose label is unchanged reaches `min_label_agreement`; the rows that flipped are
+listed so a person can look at them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+MAX_FLIPPED_LISTED = 25
+
+
+class Tolerance(BaseModel):
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    min_label_agreement: float = 1.0
+    """1.0: every label must match."""
+
+
+class OutputParity(BaseModel):
+    name: str
+    role: str
+    max_abs_diff: float | None = None
+    mean_abs_diff: float | None = None
+    mismatched: int = 0
+    """Elements (numbers) or rows (labels) outside the tolerance."""
+    label_agreement: float | None = None
+    passed: bool
+
+
+class FlippedRow(BaseModel):
+    row: int
+    original: Any
+    new: Any
+
+
+class ParityReport(BaseModel):
+    inputs: str
+    """Where the golden rows came from, for the reader: a dataset's name or 'sampled from schema'."""
+    rows: int
+    outputs: list[OutputParity]
+    flipped_rows: list[FlippedRow] = Field(default_factory=list)
+    tolerance: Tolerance
+    passed: bool
+
+    @property
+    def label_agreement(self) -> float | None:
+        labels = [o.label_agreement for o in self.outputs if o.label_agreement is not None]
+        return min(labels) if labels else None
+
+    def summary(self) -> str:
+        parts = []
+        for output in self.outputs:
+            if output.label_agreement is not None:
+                parts.append(f"{output.name}: {output.label_agreement:.2%} agree")
+            elif output.max_abs_diff is not None:
+                parts.append(f"{output.name}: max |diff| {output.max_abs_diff:.2e}")
+        verdict = "pass" if self.passed else "FAIL"
+        return f"{verdict} on {self.rows} rows ({self.inputs}); " + ", ".join(parts)
+
+
+def _labels(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values)
+    if values.ndim > 1:
+        values = values.reshape(len(values), -1)[:, 0]
+    if values.dtype.kind in "SUO":
+        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object)
+    return values
+
+
+def compare_labels(name: str, original: np.ndarray, new: np.ndarray,
+                   tolerance: Tolerance) -> tuple[OutputParity, list[FlippedRow]]:
+    a, b = _labels(original), _labels(new)
+    if a.dtype.kind in "iuf" and b.dtype.kind in "iuf":
+        same = a.astype(np.float64) == b.astype(np.float64)
+    else:
+        same = np.array([str(x) == str(y) for x, y in zip(a, b)])
+    agreement = float(same.mean()) if len(same) else 1.0
+    flipped = [FlippedRow(row=int(i), original=_plain(a[i]), new=_plain(b[i]))
+               for i in np.flatnonzero(~same)[:MAX_FLIPPED_LISTED]]
+    return OutputParity(name=name, role="label", mismatched=int((~same).sum()),
+                        label_agreement=agreement,
+                        passed=agreement >= tolerance.min_label_agreement), flipped
+
+
+def compare_numbers(name: str, role: str, original: np.ndarray, new: np.ndarray,
+                    tolerance: Tolerance) -> OutputParity:
+    a = np.asarray(original, dtype=np.float64).reshape(len(original), -1)
+    b = np.asarray(new, dtype=np.float64).reshape(len(new), -1)
+    if a.shape != b.shape:
+        return OutputParity(name=name, role=role, passed=False, mismatched=int(max(a.size, b.size)))
+    diff = np.abs(a - b)
+    finite = np.isfinite(a) == np.isfinite(b)
+    close = np.isclose(b, a, atol=tolerance.atol, rtol=tolerance.rtol, equal_nan=True) & finite
+    return OutputParity(
+        name=name, role=role,
+        max_abs_diff=float(np.nanmax(diff)) if diff.size else 0.0,
+        mean_abs_diff=float(np.nanmean(diff)) if diff.size else 0.0,
+        mismatched=int((~close).sum()),
+        passed=bool(close.all()),
+    )
+
+
+def compare(original: dict[str, np.ndarray], new: dict[str, np.ndarray], roles: dict[str, str],
+            tolerance: Tolerance, inputs: str) -> ParityReport:
+    """Compare outputs with the same names; `roles` says which are labels."""
+    outputs: list[OutputParity] = []
+    flipped: list[FlippedRow] = []
+    rows = 0
+    for name, reference in original.items():
+        if name not in new:
+            outputs.append(OutputParity(name=name, role=roles.get(name, "tensor"), passed=False))
+            continue
+        rows = len(reference)
+        if roles.get(name) == "label":
+            parity, flips = compare_labels(name, reference, new[name], tolerance)
+            flipped += flips
+        else:
+            parity = compare_numbers(name, roles.get(name, "tensor"), reference, new[name], tolerance)
+        outputs.append(parity)
+    return ParityReport(inputs=inputs, rows=rows, outputs=outputs, flipped_rows=flipped,
+                        tolerance=tolerance, passed=bool(outputs) and all(o.passed for o in outputs))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
