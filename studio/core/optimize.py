@@ -11,7 +11,9 @@ int8 moves probabilities by up to a few hundredths, and may flip a label near a 
 
 from __future__ import annotations
 
+import logging
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -195,24 +197,45 @@ def _apply(optimization: Optimization, source: Path, output: Path, inputs: Golde
         ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
         return "Contains ONNX Runtime's fused operators: serve it with ONNX Runtime."
     if optimization == Optimization.INT8:
-        quantize_dynamic(source, output, weight_type=QuantType.QInt8)
+        with _without_preprocessing_advice():
+            quantize_dynamic(source, output, weight_type=QuantType.QInt8)
         return ""
     if optimization == Optimization.INT8_STATIC:
-        with tempfile.TemporaryDirectory() as scratch:
+        with tempfile.TemporaryDirectory() as scratch, _without_preprocessing_advice():
             quantize_static(source, output, _Calibration(inputs.feeds),
                             quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
                             weight_type=QuantType.QInt8,
                             calibration_cache_path=Path(scratch) / "calibration.cache")
         return f"Calibrated on {inputs.described}."
     from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
 
     model = convert_float_to_float16(onnx.load(source), keep_io_types=True)
+    # The converter appends its input casts at the end of the graph; ONNX requires
+    # topological order, and onnx.checker rejects the model without this.
+    OnnxModel(model).topological_sort()
     halves = sum(1 for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16)
     if not halves:
         raise _NothingToDo("Nothing to convert: all of this model's float operators are ONNX-ML "
                            "operators that run in float32 only, so float16 cannot shrink it.")
     onnx.save(model, output)
     return ""
+
+
+@contextmanager
+def _without_preprocessing_advice():
+    """onnxruntime's quantizers log advice to the root logger on every call ("consider
+    pre-processing"); its pre-processing breaks ONNX-ML graphs, so the advice is kept out of the
+    user's terminal and log."""
+    def advice(record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
 
 
 class _NothingToDo(Exception):
