@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from collections.abc import Sequence
 
 from studio import __version__
 from studio.core.errors import Cancelled, StudioError, TrustRequired
 from studio.core.schema import shape_text
+from studio.core.reports import conversion_lines, optimization_lines, text_table
 from studio.core.units import human_size
 
 EXIT_OK = 0
@@ -28,11 +28,6 @@ EXIT_USAGE = 2
 EXIT_NOT_LOADABLE = 3
 EXIT_PARITY_FAILED = 4
 COMMANDS = ("inspect", "convert", "optimize")
-
-
-def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
 
 
 def summary(artifact) -> str:
@@ -51,7 +46,7 @@ def summary(artifact) -> str:
         lines.append("  steps    " + " -> ".join(f"{s.name} ({s.type.rsplit('.', 1)[-1]})"
                                                 for s in meta.steps))
     lines += ["", "Inputs"]
-    lines += _table([["name", "type", "shape"]]
+    lines += text_table([["name", "type", "shape"]]
                     + [[t.name, t.dtype, shape_text(t.shape)] for t in schema.inputs])
     if schema.features:
         lines += ["", f"Features ({len(schema.features)})"]
@@ -60,9 +55,9 @@ def summary(artifact) -> str:
             detail = ", ".join(map(str, f.categories)) if f.categories else (
                 "" if f.example is None else f"e.g. {f.example}")
             rows.append([f.name, f.kind, f.dtype, detail[:60]])
-        lines += _table(rows)
+        lines += text_table(rows)
     lines += ["", "Outputs"]
-    lines += _table([["name", "role", "type", "shape"]]
+    lines += text_table([["name", "role", "type", "shape"]]
                     + [[o.name, o.role, o.dtype, shape_text(o.shape)] for o in schema.outputs])
     if schema.class_names:
         lines.append("  classes  " + ", ".join(map(str, schema.class_names)))
@@ -89,28 +84,6 @@ def _inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _number(value: float | None, spec: str = ".2e") -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def parity_lines(report) -> list[str]:
-    verdict = "pass" if report.passed else "FAIL"
-    tol = report.tolerance
-    lines = [f"Parity on {report.rows} rows ({report.inputs}): {verdict}  "
-             f"(atol {tol.atol:g}, rtol {tol.rtol:g}, labels >= {tol.min_label_agreement:.0%})"]
-    rows = [["output", "role", "max |diff|", "mean |diff|", "agreement", "result"]]
-    for o in report.outputs:
-        agreement = "-" if o.label_agreement is None else f"{o.label_agreement:.2%}"
-        rows.append([o.name, o.role, _number(o.max_abs_diff), _number(o.mean_abs_diff), agreement,
-                     "pass" if o.passed else "FAIL"])
-    lines += _table(rows)
-    for flip in report.flipped_rows[:5]:
-        lines.append(f"  row {flip.row}: label {flip.original} became {flip.new}")
-    if len(report.flipped_rows) > 5:
-        lines.append(f"  ... {len(report.flipped_rows) - 5} more flipped rows (--json lists them)")
-    return lines
-
-
 def _tolerance(args: argparse.Namespace, default):
     from studio.core.parity import Tolerance
 
@@ -128,12 +101,7 @@ def _convert(args: argparse.Namespace) -> int:
     result = convert(source, args.output, opset=args.opset, reference=args.reference,
                      tolerance=_tolerance(args, None), timeout=args.timeout)
     report = result.report
-    if args.json:
-        print(report.model_dump_json(indent=2))
-    else:
-        print(f"Converted {Path(report.source).name} -> {report.output_path} ({report.converter}, "
-              f"opset {report.opset}, {human_size(report.file_size)}, {report.seconds:.1f} s)")
-        print("\n".join(parity_lines(report.parity)))
+    print(report.model_dump_json(indent=2) if args.json else "\n".join(conversion_lines(report)))
     if not report.parity.passed:
         print(f"slipway: error: the ONNX model was written to {report.output_path} but FAILED its "
               "parity check; do not serve it before looking at the differences above.",
@@ -144,7 +112,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _optimize(args: argparse.Namespace) -> int:
     from studio.core.artifacts import load
-    from studio.core.optimize import DEFAULT_TOLERANCES, DESCRIPTIONS, optimize
+    from studio.core.optimize import DEFAULT_TOLERANCES, optimize
 
     source = load(args.model, trust=False, timeout=args.timeout)
     result = optimize(source, args.optimization, args.output, reference=args.reference,
@@ -156,16 +124,7 @@ def _optimize(args: argparse.Namespace) -> int:
         print(f"slipway: error: {report.note} No file was written.", file=sys.stderr)
         return EXIT_NOT_LOADABLE
     if not args.json:
-        before, after = report.latency_before, report.latency_after
-        print(f"{report.optimization}: {DESCRIPTIONS[report.optimization]}")
-        print(f"  size     {human_size(report.size_before)} -> {human_size(report.size_after)} "
-              f"({report.size_ratio:.0%} of the original)")
-        print(f"  latency  one row {before.single_row_ms:.4f} ms -> {after.single_row_ms:.4f} ms; "
-              f"{before.batch_rows} rows {before.batch_ms:.3f} ms -> {after.batch_ms:.3f} ms "
-              f"(median, {before.threads} thread)")
-        if report.note:
-            print(f"  note     {report.note}")
-        print("\n".join(parity_lines(report.parity)))
+        print("\n".join(optimization_lines(report)))
     if not report.parity.passed:
         print(f"slipway: error: {report.output_path} was written but FAILED its parity check.",
               file=sys.stderr)

@@ -303,6 +303,10 @@ def optimize(artifact: ModelArtifact, optimization: Optimization | str, output: 
                                    roles, tolerance, inputs.described)
     report.output_path = str(output)
     report.size_after = output.stat().st_size
+    if optimization != Optimization.GRAPH and report.size_after >= report.size_before:
+        report.note = " ".join(filter(None, [report.note, (
+            "The result is not smaller than the original: this model's weights are too few for "
+            f"{optimization.value} to pay for its extra nodes.")]))
     progress.update(0.95, "Validating the optimized model")
     optimized = artifacts.load(output)
     return Optimized(optimized, report)

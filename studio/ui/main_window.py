@@ -20,7 +20,9 @@ from PySide6.QtWidgets import (
 
 from studio import __version__
 from studio.core.runtimes.docker import EngineStatus, engine_status
+from studio.core.artifacts import ModelArtifact
 from studio.ui.pages.model_page import ModelPage
+from studio.ui.pages.optimize_page import OptimizePage
 from studio.ui.pages.stage_page import StagePage
 from studio.ui.widgets.log_view import LogView
 from studio.ui.workers import TaskRunner
@@ -31,8 +33,6 @@ MODEL_FILTER = ("Models (*.onnx *.joblib *.pkl *.pickle *.skops *.json *.ubj *.t
                 "All files (*)")
 
 STAGES = [
-    ("Optimize", "Convert to ONNX and optimize (int8, fp16, graph) with a parity check against "
-                 "the original model."),
     ("Serve", "Build a container image and run it locally, in Docker or as a local process, with "
               "the build log streaming in."),
     ("Probe", "Send test requests to the running model and see its answers."),
@@ -46,12 +46,15 @@ STAGES = [
 class MainWindow(QMainWindow):
     engine_checked = Signal(object)
     """The latest EngineStatus, after each check of the Docker engine."""
+    current_changed = Signal(object)
+    """The ModelArtifact every stage now works with."""
 
     def __init__(self, settings: QSettings, demo_model: Path | None = None):
         super().__init__()
         self.settings = settings
         self.demo_model = demo_model
         self.engine: EngineStatus | None = None
+        self.current: ModelArtifact | None = None
         self.setWindowTitle("Slipway Studio")
         self.setAcceptDrops(True)
         self.runner = TaskRunner(self)
@@ -63,11 +66,16 @@ class MainWindow(QMainWindow):
         self.model_page.artifact_loaded.connect(self._model_loaded)
         self.model_page.log_requested.connect(self.show_log)
 
+        self.optimize_page = OptimizePage(self.runner)
+        self.optimize_page.artifact_chosen.connect(self.use_artifact)
+        self.optimize_page.log_requested.connect(self.show_log)
+
         self.nav = QListWidget()
         self.nav.setObjectName("nav")
         self.nav.setFixedWidth(150)
         self.pages = QStackedWidget()
         self._add_page("Model", self.model_page)
+        self._add_page("Optimize", self.optimize_page)
         for title, description in STAGES:
             self._add_page(title, StagePage(title, description))
         self.nav.currentRowChanged.connect(self.pages.setCurrentIndex)
@@ -189,13 +197,25 @@ class MainWindow(QMainWindow):
         if path:
             self.open_model(path)
 
-    def _model_loaded(self, artifact) -> None:
+    def _model_loaded(self, artifact: ModelArtifact) -> None:
         self._remember(artifact.path)
+        self.set_current(artifact)
+
+    def use_artifact(self, artifact: ModelArtifact) -> None:
+        """Carry a model made by a later stage (an optimized ONNX file) into every stage."""
+        self.model_page.show_artifact(artifact)
+        self.set_current(artifact)
+        self.statusBar().showMessage(f"Now working with {artifact.model_file}", 8000)
+
+    def set_current(self, artifact: ModelArtifact) -> None:
+        self.current = artifact
         schema = artifact.schema
         self.model_status.setText(
             f"{schema.name}: {schema.task}, {len(schema.features) or len(schema.inputs)} "
             f"{'features' if schema.features else 'input tensors'}")
         self.setWindowTitle(f"{schema.name} — Slipway Studio")
+        self.optimize_page.set_source(artifact)
+        self.current_changed.emit(artifact)
 
     def show_log(self) -> None:
         self.log_dock.show()

@@ -213,10 +213,14 @@ class ModelPage(QWidget):
         self.trust_dialog.open()
 
     def _loaded(self, artifact: ModelArtifact) -> None:
+        self.show_artifact(artifact)
+        self.artifact_loaded.emit(artifact)
+
+    def show_artifact(self, artifact: ModelArtifact) -> None:
         self.artifact = artifact
+        self.error_banner.hide()
         self.show_schema(artifact.schema)
         self.states.setCurrentIndex(self.LOADED)
-        self.artifact_loaded.emit(artifact)
 
     # --- showing -------------------------------------------------------------------------------
 
