@@ -4,6 +4,10 @@ Numbers (probabilities, regression values, raw tensors) pass when every element 
 |new - original| <= atol + rtol * |original|, the rule numpy.isclose applies. Labels pass when the
 share of rows whose label is unchanged reaches `min_label_agreement`; the rows that flipped are
 listed so a person can look at them.
+
+A row whose two most probable classes are tied within the tolerance (a 100-tree forest voting
+50/50) has no single right label: float rounding may pick either. Such rows are counted as ties,
+not as flips.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class OutputParity(BaseModel):
     mismatched: int = 0
     """Elements (numbers) or rows (labels) outside the tolerance."""
     label_agreement: float | None = None
+    ties: int = 0
+    """Rows whose label changed between classes the original model scored as tied."""
     passed: bool
 
 
@@ -74,18 +80,31 @@ def _labels(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def compare_labels(name: str, original: np.ndarray, new: np.ndarray,
-                   tolerance: Tolerance) -> tuple[OutputParity, list[FlippedRow]]:
+def tied_rows(probabilities: np.ndarray | None, tolerance: Tolerance) -> np.ndarray | None:
+    """Rows whose two highest probabilities are equal within the tolerance."""
+    if probabilities is None:
+        return None
+    p = np.asarray(probabilities, dtype=np.float64).reshape(len(probabilities), -1)
+    if p.shape[1] < 2:
+        return None
+    top = np.sort(p, axis=1)[:, -2:]
+    return (top[:, 1] - top[:, 0]) <= tolerance.atol + tolerance.rtol * np.abs(top[:, 1])
+
+
+def compare_labels(name: str, original: np.ndarray, new: np.ndarray, tolerance: Tolerance,
+                   ties: np.ndarray | None = None) -> tuple[OutputParity, list[FlippedRow]]:
     a, b = _labels(original), _labels(new)
     if a.dtype.kind in "iuf" and b.dtype.kind in "iuf":
         same = a.astype(np.float64) == b.astype(np.float64)
     else:
         same = np.array([str(x) == str(y) for x, y in zip(a, b)])
-    agreement = float(same.mean()) if len(same) else 1.0
+    tie = ~same & ties if ties is not None and len(ties) == len(same) else np.zeros_like(same)
+    kept = same | tie
+    agreement = float(kept.mean()) if len(kept) else 1.0
     flipped = [FlippedRow(row=int(i), original=_plain(a[i]), new=_plain(b[i]))
-               for i in np.flatnonzero(~same)[:MAX_FLIPPED_LISTED]]
-    return OutputParity(name=name, role="label", mismatched=int((~same).sum()),
-                        label_agreement=agreement,
+               for i in np.flatnonzero(~kept)[:MAX_FLIPPED_LISTED]]
+    return OutputParity(name=name, role="label", mismatched=int((~kept).sum()),
+                        label_agreement=agreement, ties=int(tie.sum()),
                         passed=agreement >= tolerance.min_label_agreement), flipped
 
 
@@ -113,13 +132,16 @@ def compare(original: dict[str, np.ndarray], new: dict[str, np.ndarray], roles: 
     outputs: list[OutputParity] = []
     flipped: list[FlippedRow] = []
     rows = 0
+    probabilities = next((original[n] for n, r in roles.items()
+                          if r == "probabilities" and n in original), None)
+    ties = tied_rows(probabilities, tolerance)
     for name, reference in original.items():
         if name not in new:
             outputs.append(OutputParity(name=name, role=roles.get(name, "tensor"), passed=False))
             continue
         rows = len(reference)
         if roles.get(name) == "label":
-            parity, flips = compare_labels(name, reference, new[name], tolerance)
+            parity, flips = compare_labels(name, reference, new[name], tolerance, ties)
             flipped += flips
         else:
             parity = compare_numbers(name, roles.get(name, "tensor"), reference, new[name], tolerance)

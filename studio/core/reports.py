@@ -26,6 +26,10 @@ def parity_lines(report) -> list[str]:
         rows.append([o.name, o.role, _number(o.max_abs_diff), _number(o.mean_abs_diff), agreement,
                      "pass" if o.passed else "FAIL"])
     lines += text_table(rows)
+    for o in report.outputs:
+        if o.ties:
+            lines.append(f"  {o.ties} row(s) scored as ties by the original model may take either "
+                         "label; they count as kept")
     for flip in report.flipped_rows[:5]:
         lines.append(f"  row {flip.row}: label {flip.original} became {flip.new}")
     if len(report.flipped_rows) > 5:
