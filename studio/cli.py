@@ -5,9 +5,13 @@
     slipway inspect FILE        describe a model (--json for the ModelSchema)
     slipway convert MODEL -o OUT.onnx       to ONNX, with a parity check
     slipway optimize MODEL.onnx -o OUT.onnx (--int8 | --int8-static | --fp16 | --graph)
+    slipway build MODEL [--tag T] [--base-image I]      a serving image (Docker)
+    slipway serve MODEL [--runtime docker|process]      run it until Ctrl-C
+    slipway predict URL --data '{...}'                  one request to a served model
 
-Exit status: 0 success, 2 bad usage, 3 the file is not a model that can be loaded or converted
-(or the optimization cannot help it), 4 the new model was written but failed its parity check.
+Exit status: 0 success, 1 a build, a server or a request failed, 2 bad usage, 3 the file is not a
+model that can be loaded or converted (or the optimization cannot help it), 4 the new model was
+written but failed its parity check.
 Errors print one line with the reason and the next step; no traceback reaches the terminal.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 
 from studio import __version__
@@ -24,10 +29,11 @@ from studio.core.reports import conversion_lines, optimization_lines, text_table
 from studio.core.units import human_size
 
 EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_LOADABLE = 3
 EXIT_PARITY_FAILED = 4
-COMMANDS = ("inspect", "convert", "optimize")
+COMMANDS = ("inspect", "convert", "optimize", "build", "serve", "predict")
 
 
 def summary(artifact) -> str:
@@ -132,6 +138,127 @@ def _optimize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _log_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _serving_options(args: argparse.Namespace, artifact):
+    from studio.core.bundle import ServingOptions
+
+    options = ServingOptions(version=args.model_version, batching=not args.no_batching,
+                             api_key_env=args.api_key_env)
+    if getattr(args, "reference", None):
+        from studio.core.datasets import read_table
+        from studio.core.reference import build_profile
+
+        features = artifact.schema.features
+        options.reference = build_profile(read_table(args.reference, features), features)
+    return options
+
+
+def _image_options(args: argparse.Namespace):
+    from studio.core.bundle import ImageOptions
+
+    return ImageOptions(base_image=args.base_image,
+                        wheelhouse=Path(args.wheelhouse) if args.wheelhouse else None)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from studio.core.artifacts import load
+    from studio.core.bundle import write_bundle
+    from studio.core.deploy import ensure_onnx
+    from studio.core.runtimes.docker import DockerRuntime
+    from studio.core.workspace import new_work_dir
+
+    artifact = load(args.model, trust=args.trust)
+    runtime = DockerRuntime()
+    work_dir = new_work_dir(artifact.name)
+    model = ensure_onnx(artifact, work_dir, on_log=_log_line)
+    bundle = write_bundle(model, work_dir / "bundle", serving=_serving_options(args, model),
+                          image=_image_options(args), on_log=_log_line)
+    tag = args.tag or bundle.default_tag
+    image_id = runtime.build(bundle, tag, base_image=args.base_image, on_log=_log_line)
+    print(f"{tag} {image_id}")
+    return EXIT_OK
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from studio.core.artifacts import load
+    from studio.core.deploy import DeployOptions, deploy
+
+    artifact = load(args.model, trust=args.trust)
+    options = DeployOptions(runtime=args.runtime, tag=args.tag, port=args.port, cpus=args.cpus,
+                            memory=args.memory, ready_timeout=args.ready_timeout,
+                            serve_failed_parity=args.serve_failed_parity,
+                            serving=_serving_options(args, artifact), image=_image_options(args))
+    deployment = deploy(artifact, options, on_log=_log_line)
+    signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop cleans up like Ctrl-C
+    print(f"{deployment.name} is ready at {deployment.url} ({deployment.runtime} runtime). "
+          "Ctrl-C stops it.", flush=True)
+    try:
+        for line in deployment.follow_logs():
+            print(line, file=sys.stderr, flush=True)
+        reason = deployment.exit_reason() or "stopped"
+        print(f"slipway: error: the model server {reason}.", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("Stopping…", file=sys.stderr)
+        return EXIT_OK
+    finally:
+        deployment.stop()
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from studio.core.client import ModelClient
+
+    text = args.data
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            print(f"slipway: error: cannot read {text[1:]}: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        print(f"slipway: error: --data is not valid JSON: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with ModelClient(args.url, api_key=args.api_key) as client:
+        reply = client.predict(body, args.route)
+    print(json.dumps(reply.body, indent=2) if reply.is_json else reply.body)
+    if not reply.ok:
+        error = reply.body.get("error") if isinstance(reply.body, dict) else None
+        print(f"slipway: error: HTTP {reply.status}" + (f": {error}" if error else ""),
+              file=sys.stderr)
+        return EXIT_FAILED
+    print(f"HTTP {reply.status} in {reply.latency_ms:.1f} ms", file=sys.stderr)
+    return EXIT_OK
+
+
+def _add_image_options(parser: argparse.ArgumentParser) -> None:
+    from studio.core.bundle import DEFAULT_BASE_IMAGE
+
+    parser.add_argument("--tag", help="image tag (default slipway/NAME:VERSION)")
+    parser.add_argument("--base-image", default=DEFAULT_BASE_IMAGE,
+                        help=f"image to build on (default {DEFAULT_BASE_IMAGE})")
+    parser.add_argument("--wheelhouse", metavar="DIR",
+                        help="wheels for the image (default: downloaded once and cached)")
+    parser.add_argument("--trust", action="store_true",
+                        help="allow loading files that run code when loaded (pickle, joblib)")
+    parser.add_argument("--model-version", default="1", help="version to serve as (default 1)")
+    parser.add_argument("--no-batching", action="store_true", help="turn micro-batching off")
+    parser.add_argument("--api-key-env", metavar="VAR",
+                        help="require the API key held in this environment variable")
+
+
 def _add_tolerance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", metavar="DATA",
                         help="golden rows from a CSV, Parquet or .npy file (default: sampled)")
@@ -178,6 +305,34 @@ def _command_parser() -> argparse.ArgumentParser:
         kinds.add_argument(flag, dest="optimization", action="store_const", const=kind, help=text)
     _add_tolerance_options(optimize)
     optimize.set_defaults(run=_optimize)
+
+    build = commands.add_parser("build", help="build a serving image with Docker")
+    build.add_argument("model", help="a model file or MLflow folder (converted to ONNX if needed)")
+    _add_image_options(build)
+    build.add_argument("--reference", metavar="DATA", help="reference data for drift metrics")
+    build.set_defaults(run=_build)
+
+    serve = commands.add_parser("serve", help="serve a model until Ctrl-C")
+    serve.add_argument("model", help="a model file or MLflow folder (converted to ONNX if needed)")
+    serve.add_argument("--runtime", choices=("auto", "docker", "process"), default="auto",
+                       help="auto: Docker when an engine answers, else a local process")
+    serve.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    serve.add_argument("--reference", metavar="DATA", help="reference data for drift metrics")
+    serve.add_argument("--cpus", type=float, help="CPU limit (Docker)")
+    serve.add_argument("--memory", help="memory limit such as 512m (Docker)")
+    serve.add_argument("--ready-timeout", type=float, default=60.0, metavar="SECONDS")
+    serve.add_argument("--serve-failed-parity", action="store_true",
+                       help="serve a conversion that failed its parity check")
+    _add_image_options(serve)
+    serve.set_defaults(run=_serve)
+
+    predict = commands.add_parser("predict", help="send one request to a served model")
+    predict.add_argument("url", help="the server's base URL, e.g. http://127.0.0.1:8000")
+    predict.add_argument("--data", required=True, help="JSON body, or @file.json")
+    predict.add_argument("--route", default="/predict",
+                         help="/predict, /predict/batch or /v2/models/NAME/infer")
+    predict.add_argument("--api-key", help="API key, when the server requires one")
+    predict.set_defaults(run=_predict)
     return parser
 
 
@@ -200,6 +355,17 @@ def _report(exc: StudioError, verbose: bool) -> None:
         print(exc.detail, file=sys.stderr)
 
 
+def _exit_status(error: StudioError) -> int:
+    """3 for what cannot be loaded or converted; 1 for builds, servers and requests that failed."""
+    from studio.core.bundle import BundleError
+    from studio.core.client import ServerUnreachable
+    from studio.core.runtimes.base import DeploymentError
+
+    if isinstance(error, (DeploymentError, BundleError, ServerUnreachable)):
+        return EXIT_FAILED
+    return EXIT_NOT_LOADABLE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first_word = next((a for a in argv if not a.startswith("-")), None)
@@ -209,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return args.run(args)
         except StudioError as exc:
             _report(exc, args.verbose)
-            return EXIT_NOT_LOADABLE
+            return _exit_status(exc)
         except Cancelled:
             return 130
         except KeyboardInterrupt:

@@ -35,7 +35,7 @@ CHILD_BOOTSTRAP = ("import sys; sys.path.append({root!r}); "
                    "from studio.core.isolation import _child_main; sys.exit(_child_main({action!r}))")
 
 
-def _child_preexec() -> None:
+def die_with_parent() -> None:
     # Die with the parent: a loader must not outlive the studio (Linux only; harmless elsewhere).
     try:
         import ctypes
@@ -62,7 +62,7 @@ def run_isolated(action: str, request: dict[str, Any], *, timeout: float = DEFAU
             stdin=subprocess.PIPE,
             stdout=reply,
             stderr=log,
-            preexec_fn=_child_preexec if os.name == "posix" else None,
+            preexec_fn=die_with_parent if os.name == "posix" else None,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         assert child.stdin is not None

@@ -23,6 +23,7 @@ from studio.core.runtimes.docker import EngineStatus, engine_status
 from studio.core.artifacts import ModelArtifact
 from studio.ui.pages.model_page import ModelPage
 from studio.ui.pages.optimize_page import OptimizePage
+from studio.ui.pages.serve_page import ServePage
 from studio.ui.pages.stage_page import StagePage
 from studio.ui.widgets.log_view import LogView
 from studio.ui.workers import TaskRunner
@@ -33,8 +34,6 @@ MODEL_FILTER = ("Models (*.onnx *.joblib *.pkl *.pickle *.skops *.json *.ubj *.t
                 "All files (*)")
 
 STAGES = [
-    ("Serve", "Build a container image and run it locally, in Docker or as a local process, with "
-              "the build log streaming in."),
     ("Probe", "Send test requests to the running model and see its answers."),
     ("Load", "One-click load tests with live latency and throughput charts."),
     ("Monitor", "Live server metrics and input drift from the model's metrics endpoint."),
@@ -70,12 +69,17 @@ class MainWindow(QMainWindow):
         self.optimize_page.artifact_chosen.connect(self.use_artifact)
         self.optimize_page.log_requested.connect(self.show_log)
 
+        self.serve_page = ServePage(self.runner)
+        self.serve_page.log_requested.connect(self.show_log)
+        self.engine_checked.connect(self.serve_page.set_engine)
+
         self.nav = QListWidget()
         self.nav.setObjectName("nav")
         self.nav.setFixedWidth(150)
         self.pages = QStackedWidget()
         self._add_page("Model", self.model_page)
         self._add_page("Optimize", self.optimize_page)
+        self._add_page("Serve", self.serve_page)
         for title, description in STAGES:
             self._add_page(title, StagePage(title, description))
         self.nav.currentRowChanged.connect(self.pages.setCurrentIndex)
@@ -215,6 +219,7 @@ class MainWindow(QMainWindow):
             f"{'features' if schema.features else 'input tensors'}")
         self.setWindowTitle(f"{schema.name} — Slipway Studio")
         self.optimize_page.set_source(artifact)
+        self.serve_page.set_source(artifact)
         self.current_changed.emit(artifact)
 
     def show_log(self) -> None:
@@ -265,6 +270,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.engine_timer.stop()
+        self.serve_page.shutdown()
         self.runner.shutdown()
         self.log_view.detach()
         super().closeEvent(event)

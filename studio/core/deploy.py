@@ -1,0 +1,104 @@
+"""From a loaded model to a running, ready server: the Serve stage as one function.
+
+    choose_runtime -> ensure_onnx (convert, parity gate) -> write_bundle -> build (Docker) -> run
+
+`deploy` is what `slipway serve` and the Serve page's Build & Run both call. A model that failed
+its parity check is not served unless the caller says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.core import convert as convert_module
+from studio.core.artifacts import ModelArtifact
+from studio.core.bundle import ImageOptions, LogCallback, ServingOptions, write_bundle
+from studio.core.runtimes.base import DEFAULT_READY_TIMEOUT_S, Deployment, DeploymentError
+from studio.core.runtimes.docker import DockerRuntime, engine_status
+from studio.core.runtimes.process import ProcessRuntime
+from studio.core.tasks import Progress, quiet
+from studio.core.workspace import new_work_dir
+
+RUNTIMES = ("auto", "docker", "process")
+
+
+@dataclass
+class DeployOptions:
+    runtime: str = "auto"
+    tag: str | None = None
+    port: int | None = None
+    cpus: float | None = None
+    memory: str | None = None
+    ready_timeout: float = DEFAULT_READY_TIMEOUT_S
+    serve_failed_parity: bool = False
+    serving: ServingOptions = field(default_factory=ServingOptions)
+    image: ImageOptions = field(default_factory=ImageOptions)
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    name: str
+    reason: str
+
+
+def choose_runtime(preference: str = "auto") -> RuntimeChoice:
+    """Docker when an engine answers (or when asked for), else the process runtime; with why."""
+    if preference == "process":
+        return RuntimeChoice("process", "the process runtime was chosen")
+    status = engine_status()
+    if preference == "docker":
+        if not status.available:
+            raise DeploymentError(f"The Docker runtime was chosen, but {status.reason}.",
+                                  "Start the engine, or choose the process runtime.")
+        return RuntimeChoice("docker", f"the Docker runtime was chosen; {status.reason}")
+    if status.available:
+        return RuntimeChoice("docker", f"{status.reason}, so the model runs in a container")
+    return RuntimeChoice("process", f"{status.reason}, so the model runs as a local process")
+
+
+def ensure_onnx(artifact: ModelArtifact, work_dir: Path, *, serve_failed_parity: bool = False,
+                on_log: LogCallback | None = None,
+                progress: Progress | None = None) -> ModelArtifact:
+    """The ONNX model to serve: the artifact itself, or its verified conversion."""
+    if artifact.schema.metadata.onnx is not None:
+        return artifact
+    conversion = convert_module.convert(artifact, work_dir / f"{artifact.name}.onnx",
+                                        progress=progress)
+    if on_log:
+        on_log(conversion.report.parity.summary())
+    if not conversion.passed and not serve_failed_parity:
+        raise DeploymentError(
+            f"The ONNX conversion of '{artifact.name}' failed its parity check: "
+            f"{conversion.report.parity.summary()}",
+            "Look at the differences on the Optimize page; serving it anyway needs an explicit "
+            "choice (--serve-failed-parity).")
+    return conversion.artifact
+
+
+def deploy(artifact: ModelArtifact, options: DeployOptions | None = None, *,
+           on_log: LogCallback | None = None, progress: Progress | None = None) -> Deployment:
+    """Bundle, build when in Docker, run, and wait until the server is ready."""
+    progress = progress or quiet()
+    options = options or DeployOptions()
+    choice = choose_runtime(options.runtime)
+    if on_log:
+        on_log(f"Runtime: {choice.name} ({choice.reason})")
+    work_dir = new_work_dir(artifact.name)
+    model = ensure_onnx(artifact, work_dir, serve_failed_parity=options.serve_failed_parity,
+                        on_log=on_log, progress=progress)
+    in_docker = choice.name == "docker"
+    bundle = write_bundle(model, work_dir / "bundle", serving=options.serving, image=options.image,
+                          with_wheels=in_docker, on_log=on_log, progress=progress)
+    if on_log:
+        on_log(f"Build context: {bundle.path}")
+    if in_docker:
+        runtime = DockerRuntime()
+        tag = options.tag or bundle.default_tag
+        runtime.build(bundle, tag, base_image=options.image.base_image, on_log=on_log,
+                      progress=progress)
+        return runtime.run(tag, bundle.model_name, options.port, cpus=options.cpus,
+                           memory=options.memory, ready_timeout=options.ready_timeout,
+                           progress=progress)
+    return ProcessRuntime().run(bundle, options.port, ready_timeout=options.ready_timeout,
+                                progress=progress)

@@ -1,0 +1,104 @@
+"""What every runtime gives back: a Deployment with a URL, a state, logs, and a way to stop it."""
+
+from __future__ import annotations
+
+import socket
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from enum import StrEnum
+
+from studio.core.client import ModelClient
+from studio.core.errors import StudioError
+from studio.core.tasks import Progress, quiet
+
+READY_POLL_S = 0.1
+DEFAULT_READY_TIMEOUT_S = 60.0
+CONTAINER_PORT = 8000
+
+
+class DeploymentState(StrEnum):
+    BUILDING = "building"
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class DeploymentError(StudioError):
+    """A model that could not be built, started or kept running."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise DeploymentError(
+                f"Port {port} on 127.0.0.1 is already in use by another program.",
+                "Choose another port, or leave the port empty to use a free one.",
+                detail=repr(exc)) from exc
+
+
+class Deployment(ABC):
+    """A served model. `url` answers the serving contract once `state` is READY."""
+
+    runtime: str
+
+    def __init__(self, name: str, url: str):
+        self.name = name
+        self.url = url
+        self.state = DeploymentState.STARTING
+
+    @abstractmethod
+    def exit_reason(self) -> str | None:
+        """Why the server is gone (exit status), or None while it runs."""
+
+    @abstractmethod
+    def logs(self, tail: int = 200) -> str:
+        ...
+
+    @abstractmethod
+    def follow_logs(self, progress: Progress | None = None) -> Iterator[str]:
+        """Log lines as they come, until the server stops or `progress` is cancelled."""
+
+    @abstractmethod
+    def _stop(self, timeout: float) -> None:
+        ...
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.state != DeploymentState.STOPPED:
+            self._stop(timeout)
+            self.state = DeploymentState.STOPPED
+
+    def wait_ready(self, timeout: float = DEFAULT_READY_TIMEOUT_S,
+                   progress: Progress | None = None) -> None:
+        """Poll /ready until it answers 200; fail early when the server exits."""
+        progress = progress or quiet()
+        deadline = time.monotonic() + timeout
+        with ModelClient(self.url, timeout=2.0) as client:
+            while True:
+                progress.check()
+                if client.ready():
+                    self.state = DeploymentState.READY
+                    return
+                reason = self.exit_reason()
+                if reason is not None:
+                    self.state = DeploymentState.FAILED
+                    raise DeploymentError(
+                        f"The model server for '{self.name}' {reason} before it was ready.",
+                        "Its last log lines are in the log view; fix the cause and start it again.",
+                        detail=self.logs(tail=40))
+                if time.monotonic() > deadline:
+                    self.state = DeploymentState.FAILED
+                    raise DeploymentError(
+                        f"The model server for '{self.name}' was not ready after {timeout:g} s.",
+                        "A large model may need longer (raise the limit); otherwise see its log.",
+                        detail=self.logs(tail=40))
+                progress.wait(READY_POLL_S)

@@ -1,0 +1,116 @@
+"""The Docker runtime with the real engine: build, run, answer, stop, clean up, fail clearly."""
+
+import numpy as np
+import onnx
+import pytest
+from serving_checks import iris_row, onnx_answer
+
+from studio.core.artifacts import load
+from studio.core.bundle import ImageOptions, write_bundle
+from studio.core.client import ModelClient
+from studio.core.convert import convert
+from studio.core.deploy import DeployOptions, deploy
+from studio.core.runtimes.base import DeploymentError
+from studio.core.runtimes.docker import MANAGED_LABEL, DockerRuntime
+
+pytestmark = [pytest.mark.docker, pytest.mark.needs_base_image]
+SQUEEZENET = onnx.__file__.rsplit("/", 1)[0] + "/backend/test/data/light/light_squeezenet.onnx"
+
+
+@pytest.fixture(scope="module")
+def iris_container(iris_artifact, base_image):
+    log = []
+    deployment = deploy(iris_artifact, DeployOptions(
+        runtime="docker", tag="slipway-test/iris:1", image=ImageOptions(base_image=base_image)),
+        on_log=log.append)
+    yield deployment, log
+    deployment.stop()
+
+
+def test_the_iris_model_builds_runs_and_answers_like_onnx_runtime(iris_container, sklearn_models):
+    deployment, log = iris_container
+    assert deployment.runtime == "docker"
+    assert any(line.startswith("Step 1/") for line in log), "the build log streamed"
+    features, matrix = iris_row(sklearn_models["logreg_iris"])
+    image = deployment.container.image
+    model_file = iris_container_model(deployment)
+    expected = onnx_answer(model_file, {"input": matrix})
+    with ModelClient(deployment.url) as client:
+        reply = client.predict({"features": features})
+        assert reply.status == 200, reply.body
+        assert np.allclose(list(reply.body["probabilities"].values()),
+                           expected["probabilities"][0], atol=1e-6)
+        assert client.request("GET", "/metrics").body.count("slipway_requests_total") > 0
+    labels = image.labels
+    assert labels["org.opencontainers.image.title"] == "logreg_iris"
+    assert labels["io.slipway.model.sha256"] == deployment_sha(deployment)
+    config = image.attrs["Config"]
+    assert config["User"] == "10001:10001"
+    assert config["Healthcheck"]["Test"][0] == "CMD"
+    assert deployment.container.labels[MANAGED_LABEL] == "true"
+
+
+def iris_container_model(deployment):
+    """The model file the container serves, read back out of the image's build context."""
+    return next(p for p in deployment_work_dirs(deployment) if p.name == "model.onnx")
+
+
+def deployment_work_dirs(deployment):
+    from studio.core.workspace import cache_root
+
+    return sorted((cache_root() / "work").glob("logreg_iris-*/bundle/model.onnx"),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def deployment_sha(deployment):
+    import json
+
+    config = iris_container_model(deployment).parent / "serving.json"
+    return json.loads(config.read_text())["sha256"]
+
+
+def test_the_studio_lists_and_cleans_up_its_containers(iris_container):
+    deployment, _ = iris_container
+    runtime = DockerRuntime()
+    assert deployment.container.id in [c.id for c in runtime.managed()]
+
+
+def test_an_image_model_serves_v2_in_a_container(base_image):
+    deployment = deploy(load(SQUEEZENET), DeployOptions(
+        runtime="docker", tag="slipway-test/squeezenet:1",
+        image=ImageOptions(base_image=base_image)))
+    try:
+        data = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
+        expected = onnx_answer(SQUEEZENET, {"data_0": data})["softmaxout_1"]
+        with ModelClient(deployment.url, timeout=30) as client:
+            reply = client.predict({"inputs": [{"name": "data_0", "shape": [1, 3, 224, 224],
+                                                "datatype": "FP32", "data": data.ravel().tolist()}]},
+                                   route="/v2/models/light_squeezenet/infer")
+        assert reply.status == 200, reply.body
+        assert np.allclose(reply.body["outputs"][0]["data"], expected.ravel(), atol=1e-5)
+    finally:
+        deployment.stop()
+    assert deployment.container.id not in [c.id for c in DockerRuntime().managed()]
+
+
+def test_a_missing_base_image_fails_the_build_with_the_step_and_the_fix(iris_artifact, tmp_path):
+    onnx_model = convert(iris_artifact, tmp_path / "iris.onnx").artifact
+    bundle = write_bundle(onnx_model, tmp_path / "bundle",
+                          image=ImageOptions(base_image="slipway-test/no-such-base:0"))
+    with pytest.raises(DeploymentError) as caught:
+        DockerRuntime().build(bundle, "slipway-test/broken:1",
+                              base_image="slipway-test/no-such-base:0")
+    assert caught.value.message.startswith("The image build failed at step 2/")  # FROM
+    assert "slipway-test/no-such-base:0" in caught.value.hint
+    assert "docker images" in caught.value.hint
+
+
+def test_a_failing_build_step_names_the_step_and_keeps_its_output(iris_artifact, tmp_path,
+                                                                  base_image):
+    onnx_model = convert(iris_artifact, tmp_path / "iris.onnx").artifact
+    bundle = write_bundle(onnx_model, tmp_path / "bundle", image=ImageOptions(base_image=base_image))
+    (bundle.path / "wheels" / "requirements.txt").write_text("no-such-package-anywhere==1.0\n")
+    with pytest.raises(DeploymentError) as caught:
+        DockerRuntime().build(bundle, "slipway-test/broken:2", base_image=base_image)
+    assert "The image build failed at step 4/" in caught.value.message  # the pip install
+    assert "no-such-package-anywhere" in caught.value.detail

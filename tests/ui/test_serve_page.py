@@ -1,0 +1,68 @@
+"""The Serve page with the process runtime: one button to a ready server, its log, and Stop."""
+
+import httpx
+from PySide6.QtCore import Qt
+
+START_TIMEOUT_MS = 90_000
+
+
+def test_build_and_run_serves_the_current_model_and_stop_ends_it(qtbot, window, demo_model):
+    with qtbot.waitSignal(window.model_page.artifact_loaded, timeout=30_000):
+        window.open_model(demo_model)
+    window.nav.setCurrentRow(2)
+    page = window.serve_page
+    assert "wine_classifier" in page.source_label.text()
+    # The fixture's DOCKER_HOST points nowhere: Auto explains it will use a local process.
+    qtbot.waitUntil(lambda: "Local process" in page.runtime_reason.text(), timeout=10_000)
+    with qtbot.waitSignal(page.deployment_ready, timeout=START_TIMEOUT_MS) as ready:
+        qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
+        assert page.status.text().startswith("building")
+        assert not page.run_button.isEnabled()
+    deployment = ready.args[0]
+    assert page.status.text() == "ready: process runtime"
+    assert deployment.url in page.url_label.text()
+    assert "Runtime: process" in page.build_log.toPlainText()
+    body = window.model_page.artifact.schema.samples.rest
+    answer = httpx.post(f"{deployment.url}/predict", json=body, timeout=10)
+    assert answer.status_code == 200
+    assert answer.json()["label"] in ("class_0", "class_1", "class_2", 0, 1, 2)
+    with qtbot.waitSignal(page.deployment_stopped, timeout=20_000):
+        qtbot.mouseClick(page.stop_button, Qt.MouseButton.LeftButton)
+    assert page.status.text() == "stopped"
+    assert deployment.process.poll() is not None
+    assert page.run_button.isEnabled()
+
+
+def test_a_failure_shows_in_the_page_and_the_page_recovers(qtbot, window, demo_model):
+    import socket
+
+    with qtbot.waitSignal(window.model_page.artifact_loaded, timeout=30_000):
+        window.open_model(demo_model)
+    window.nav.setCurrentRow(2)
+    page = window.serve_page
+    page.runtime.setCurrentIndex(page.runtime.findData("process"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        page.port.setValue(taken.getsockname()[1])
+        with qtbot.waitSignal(page.state_changed, timeout=START_TIMEOUT_MS,
+                              check_params_cb=lambda state: state == "failed"):
+            qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
+    assert page.error_banner.isVisible()
+    assert "already in use" in page.error_banner.message.text()
+    assert page.run_button.isEnabled()
+
+
+def test_stop_while_starting_cancels(qtbot, window, demo_model):
+    with qtbot.waitSignal(window.model_page.artifact_loaded, timeout=30_000):
+        window.open_model(demo_model)
+    page = window.serve_page
+    page.runtime.setCurrentIndex(page.runtime.findData("process"))
+    with qtbot.waitSignal(page.state_changed, timeout=START_TIMEOUT_MS,
+                          check_params_cb=lambda state: state in ("stopped", "ready")):
+        qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(page.stop_button, Qt.MouseButton.LeftButton)
+    if page.state == "ready":  # the server won the race: Stop must still end it
+        with qtbot.waitSignal(page.deployment_stopped, timeout=20_000):
+            qtbot.mouseClick(page.stop_button, Qt.MouseButton.LeftButton)
+    assert page.deployment is None
