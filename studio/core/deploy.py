@@ -97,8 +97,10 @@ def deploy(artifact: ModelArtifact, options: DeployOptions | None = None, *,
         tag = options.tag or bundle.default_tag
         runtime.build(bundle, tag, base_image=options.image.base_image, on_log=on_log,
                       progress=progress)
-        return runtime.run(tag, bundle.model_name, options.port, cpus=options.cpus,
-                           memory=options.memory, ready_timeout=options.ready_timeout,
-                           progress=progress)
+        deployment = runtime.run(tag, bundle.model_name, options.port, cpus=options.cpus,
+                                 memory=options.memory, ready_timeout=options.ready_timeout,
+                                 progress=progress)
+        deployment.bundle_path = bundle.path
+        return deployment
     return ProcessRuntime().run(bundle, options.port, ready_timeout=options.ready_timeout,
                                 progress=progress)

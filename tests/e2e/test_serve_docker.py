@@ -51,22 +51,14 @@ def test_the_iris_model_builds_runs_and_answers_like_onnx_runtime(iris_container
 
 
 def iris_container_model(deployment):
-    """The model file the container serves, read back out of the image's build context."""
-    return next(p for p in deployment_work_dirs(deployment) if p.name == "model.onnx")
-
-
-def deployment_work_dirs(deployment):
-    from studio.core.workspace import cache_root
-
-    return sorted((cache_root() / "work").glob("logreg_iris-*/bundle/model.onnx"),
-                  key=lambda p: p.stat().st_mtime, reverse=True)
+    """The model file the container serves, from the build context it was made from."""
+    return deployment.bundle_path / "model.onnx"
 
 
 def deployment_sha(deployment):
     import json
 
-    config = iris_container_model(deployment).parent / "serving.json"
-    return json.loads(config.read_text())["sha256"]
+    return json.loads((deployment.bundle_path / "serving.json").read_text())["sha256"]
 
 
 def test_the_studio_lists_and_cleans_up_its_containers(iris_container):

@@ -28,7 +28,7 @@ def test_a_scikit_learn_model_is_served_from_its_onnx_conversion(iris_deployment
     assert iris_deployment.runtime == "process"
     assert iris_deployment.url.startswith("http://127.0.0.1:")
     features, matrix = iris_row(model)
-    served_file = iris_deployment.log_path.parent / "model.onnx"
+    served_file = iris_deployment.bundle_path / "model.onnx"
     expected = onnx_answer(served_file, {"input": matrix})
     with ModelClient(iris_deployment.url) as client:
         reply = client.predict({"features": features})

@@ -7,6 +7,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from enum import StrEnum
+from pathlib import Path
 
 from studio.core.client import ModelClient
 from studio.core.errors import StudioError
@@ -55,6 +56,8 @@ class Deployment(ABC):
         self.name = name
         self.url = url
         self.state = DeploymentState.STARTING
+        self.bundle_path: Path | None = None
+        """The build context it was made from (model.onnx, serving.json), when known."""
 
     @abstractmethod
     def exit_reason(self) -> str | None:

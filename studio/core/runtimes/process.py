@@ -113,6 +113,7 @@ class ProcessRuntime:
         threading.Thread(target=lambda: (process.wait(), log.close()), daemon=True).start()
         deployment = ProcessDeployment(bundle.model_name, f"http://127.0.0.1:{port}", process,
                                        log_path)
+        deployment.bundle_path = bundle.path
         try:
             deployment.wait_ready(ready_timeout, progress)
         except BaseException:
