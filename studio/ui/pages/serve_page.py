@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.artifacts import ModelArtifact
-from studio.core.bundle import DEFAULT_BASE_IMAGE, ImageOptions, ServingOptions
+from studio.core.bundle import DEFAULT_BASE_IMAGE, ImageOptions, ServingOptions, served_name
 from studio.core.deploy import DeployOptions, deploy
 from studio.core.errors import StudioError
 from studio.core.runtimes.base import Deployment, DeploymentState
@@ -164,6 +164,7 @@ class ServePage(QWidget):
         if artifact is None:
             self.source_label.setText("Open a model on the Model page first.")
         else:
+            self.tag.setPlaceholderText(f"slipway/{served_name(artifact).lower()}:1")
             onnx = artifact.schema.metadata.onnx is not None
             self.source_label.setText(
                 f"Model: {artifact.name} ({artifact.format})" + ("" if onnx else
