@@ -1,0 +1,469 @@
+"""The ASGI app: a Starlette application whose HTTP requests go through one lean dispatcher.
+
+Every route is a raw ASGI handler (no Request objects, no middleware stack on the way to /predict):
+the dispatcher looks the path up in a dict, checks the API key and the concurrency limit, runs the
+handler, sends its JSON, and counts the request. Handlers raise HTTPError for anything wrong with a
+request, so every refusal is a 4xx with {"error": "..."}. Starlette provides the lifespan (startup
+warm-up, shutdown) and handles any route added to the app later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+
+from . import __version__
+from .batching import MicroBatcher
+from .metrics import CONTENT_TYPE_LATEST
+from .model import InputError, Model, ModelRunError, cpu_count, json_type
+from .openapi import build_openapi, swagger_html
+from .settings import Settings, StartupError, load_settings
+
+logger = logging.getLogger("slipway")
+
+JSON_TYPE = b"application/json"
+HTML_TYPE = b"text/html; charset=utf-8"
+METRICS_TYPE = CONTENT_TYPE_LATEST.encode()
+DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+RETRY_AFTER_S = b"1"
+UNMATCHED = "unmatched"
+V2_MODEL = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?$")
+MAX_INFERENCE_THREADS = 4
+
+Handler = Callable[[dict, Callable, Any], Awaitable[tuple[int, bytes, bytes]]]
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+class ClientGone(Exception):
+    """The client disconnected before sending its whole body."""
+
+
+def _error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+def _json_problem(body: bytes, exc: orjson.JSONDecodeError) -> str:
+    if not body.strip():
+        return "the request body is empty: send a JSON object"
+    text = str(exc)
+    if "infinity" in text:
+        return f"malformed JSON: a number is too large ({text})"
+    position = getattr(exc, "pos", None)
+    if position is not None:
+        rest = body[position:position + 9].lstrip(b"-")
+        if rest.startswith((b"NaN", b"Infinity", b"nan", b"inf")):
+            return (f"malformed JSON: NaN and Infinity are not JSON numbers (at character "
+                    f"{position})")
+    return f"malformed JSON: {text}"
+
+
+class SlipwayApp(Starlette):
+    """One served model. Create with `create_app(settings)`."""
+
+    def __init__(self, settings: Settings, model: Model) -> None:
+        super().__init__(lifespan=self._lifespan)
+        self.router.default = self._not_found_asgi
+        self.settings = settings
+        self.model = model
+        self.metrics = model.metrics
+        self.api_key = settings.api_key.encode() if settings.api_key else None
+        if settings.api_key_env and self.api_key is None:
+            logger.warning("auth.api_key_env names %s, which is not set: serving without an API "
+                           "key", settings.api_key_env)
+        self.max_body = settings.limits.max_body_bytes
+        self.max_batch_rows = settings.limits.max_batch_rows
+        self.max_concurrency = settings.limits.max_concurrency
+        self.ready = False
+        self.draining = False
+        self.warm_up_error: str | None = None
+        self._ready_event = asyncio.Event()
+        self.executor: ThreadPoolExecutor | None = None
+        self.batcher: MicroBatcher | None = None
+        self.threads = max(1, min(MAX_INFERENCE_THREADS, cpu_count() // max(1, settings.threads)))
+        self.openapi = build_openapi(model, settings, auth=self.api_key is not None)
+        self._static = {
+            "health": orjson.dumps({"status": "alive"}),
+            "openapi": orjson.dumps(self.openapi),
+            "docs": swagger_html(f"{model.name} {model.version}").encode(),
+            "v2": orjson.dumps({"name": "slipway", "version": __version__, "extensions": []}),
+            "v2_live": orjson.dumps({"live": True}),
+            "metadata": orjson.dumps(model.metadata()),
+        }
+        self._model_tag = {"model": model.name, "version": model.version}
+        # path -> (route label, methods, handler, open: no auth and no concurrency limit)
+        self.routes_table: dict[str, tuple[str, tuple[str, ...], Handler, bool]] = {
+            "/health": ("/health", ("GET", "HEAD"), self._health, True),
+            "/ready": ("/ready", ("GET", "HEAD"), self._ready, True),
+            "/metrics": ("/metrics", ("GET",), self._metrics, True),
+            "/v2/health/live": ("/v2/health/live", ("GET", "HEAD"), self._v2_live, True),
+            "/v2/health/ready": ("/v2/health/ready", ("GET", "HEAD"), self._v2_ready, True),
+            "/predict": ("/predict", ("POST",), self._predict, False),
+            "/predict/batch": ("/predict/batch", ("POST",), self._predict_batch, False),
+            "/v2": ("/v2", ("GET",), self._v2_server, False),
+            "/openapi.json": ("/openapi.json", ("GET",), self._openapi, False),
+            "/docs": ("/docs", ("GET",), self._docs, False),
+        }
+        self._v2_routes = {
+            None: ("/v2/models/{name}", ("GET",), self._v2_metadata, False),
+            "/ready": ("/v2/models/{name}/ready", ("GET",), self._v2_model_ready, False),
+            "/infer": ("/v2/models/{name}/infer", ("POST",), self._v2_infer, False),
+        }
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="slipway-inference")
+        batching = self.settings.batching
+        if batching.enabled:
+            self.batcher = MicroBatcher(self.model.run_items, self.executor,
+                                        max_batch_size=batching.max_batch_size,
+                                        max_wait_s=batching.max_wait_ms / 1000.0,
+                                        parallel=self.threads)
+        warm_up = asyncio.create_task(self._warm_up())
+        try:
+            yield
+        finally:
+            self.draining = True
+            if not warm_up.done():
+                warm_up.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await warm_up
+            self.executor.shutdown(wait=True)
+
+    async def _warm_up(self) -> None:
+        loop = asyncio.get_running_loop()
+        rows = self.settings.batching.max_batch_size if self.batcher else 1
+        error = await loop.run_in_executor(self.executor, self.model.warm_up, rows)
+        if error:
+            self.warm_up_error = error
+            logger.warning("warm-up inference failed (%s); serving anyway", error)
+        self.ready = True
+        self._ready_event.set()
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until warm-up is done (tests and embedding code)."""
+        await asyncio.wait_for(self._ready_event.wait(), timeout)
+
+    def begin_drain(self) -> None:
+        """Readiness goes false; in-flight requests still finish (called on SIGTERM)."""
+        self.draining = True
+
+    # --- dispatch --------------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path = scope["path"]
+        entry = self.routes_table.get(path)
+        params = None
+        if entry is None and path.startswith("/v2/models/"):
+            match = V2_MODEL.match(path)
+            if match is not None:
+                entry = self._v2_routes[match.group(3)]
+                params = (match.group(1), match.group(2))
+        if entry is None:
+            await self._fallback(scope, receive, send, started)
+            return
+        route, methods, handler, open_route = entry
+        metrics = self.metrics
+        headers = None
+        if scope["method"] not in methods:
+            status, body, content_type = 405, _error_body(
+                f"{scope['method']} is not allowed on {path}; use {methods[0]}"), JSON_TYPE
+            headers = [(b"allow", ", ".join(methods).encode())]
+        elif open_route:
+            status, body, content_type = await handler(scope, receive, params)
+        elif self.api_key is not None and not self._authorized(scope["headers"]):
+            status, body, content_type = 401, _error_body(
+                "missing or wrong API key: send 'Authorization: Bearer <key>' or "
+                "'X-API-Key: <key>'"), JSON_TYPE
+            headers = [(b"www-authenticate", b"Bearer")]
+        elif metrics.inflight >= self.max_concurrency:
+            status, body, content_type = 503, _error_body(
+                f"the server is at its limit of {self.max_concurrency} concurrent requests; "
+                "retry shortly"), JSON_TYPE
+            headers = [(b"retry-after", RETRY_AFTER_S)]
+        else:
+            metrics.inflight += 1
+            try:
+                status, body, content_type = await handler(scope, receive, params)
+            except HTTPError as exc:
+                status, body, content_type = exc.status, _error_body(exc.message), JSON_TYPE
+                headers = exc.headers
+            except ClientGone:
+                metrics.request_done(route, 499, time.perf_counter() - started)
+                return
+            except Exception as exc:
+                logger.exception("error serving %s", path)
+                status, body, content_type = 500, _error_body(
+                    f"internal error: {type(exc).__name__}: {exc}"), JSON_TYPE
+            finally:
+                metrics.inflight -= 1
+        response_headers = [(b"content-type", content_type),
+                            (b"content-length", str(len(body)).encode())]
+        if headers:
+            response_headers.extend(headers)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": response_headers})
+        await send({"type": "http.response.body",
+                    "body": b"" if scope["method"] == "HEAD" else body})
+        metrics.request_done(route, status, time.perf_counter() - started)
+
+    def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        key = self.api_key
+        for name, value in headers:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), key):
+                    return True
+            elif name == b"x-api-key" and hmac.compare_digest(value.strip(), key):
+                return True
+        return False
+
+    async def _fallback(self, scope: dict, receive: Callable, send: Callable,
+                        started: float) -> None:
+        """Paths this app does not serve itself: Starlette's router (routes added later), else
+        a JSON 404. The API key applies here too, so unknown paths do not reveal anything."""
+        if self.api_key is not None and not self._authorized(scope["headers"]):
+            body = _error_body("missing or wrong API key: send 'Authorization: Bearer <key>' or "
+                               "'X-API-Key: <key>'")
+            await send({"type": "http.response.start", "status": 401, "headers": [
+                (b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b"Bearer")]})
+            await send({"type": "http.response.body", "body": body})
+            self.metrics.request_done(UNMATCHED, 401, time.perf_counter() - started)
+            return
+        status = 500
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, tracking_send)
+        finally:
+            self.metrics.request_done(UNMATCHED, status, time.perf_counter() - started)
+
+    async def _not_found_asgi(self, scope: dict, receive: Callable, send: Callable) -> None:
+        body = _error_body(f"no route {scope['path']}: see /docs for this server's API")
+        await send({"type": "http.response.start", "status": 404, "headers": [
+            (b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    # --- request helpers -------------------------------------------------------------------------
+
+    async def _read_json(self, scope: dict, receive: Callable) -> dict[str, Any]:
+        limit = self.max_body
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise HTTPError(400, "the Content-Length header is not a number") from None
+                if declared > limit:
+                    raise HTTPError(413, f"the request body is {declared} bytes, over the limit "
+                                         f"of {limit} bytes")
+                break
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        body = message.get("body", b"")
+        if message.get("more_body", False):
+            chunks = [body]
+            size = len(body)
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPError(413, f"the request body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+        if len(body) > limit:
+            raise HTTPError(413, f"the request body is over the limit of {limit} bytes")
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise HTTPError(400, _json_problem(body, exc)) from None
+        if type(document) is not dict:
+            raise HTTPError(400, f"the request body must be a JSON object, got "
+                                 f"{json_type(document)}")
+        return document
+
+    async def _infer(self, feeds: dict[str, Any], rows: int, batch: bool) -> list[Any]:
+        if self.executor is None:
+            raise HTTPError(503, "the server is starting; retry shortly",
+                            [(b"retry-after", RETRY_AFTER_S)])
+        if batch and self.batcher is not None:
+            result = await self.batcher.submit(feeds, rows)
+        else:
+            loop = asyncio.get_running_loop()
+            result = (await loop.run_in_executor(self.executor, self.model.run_items,
+                                                 [(feeds, rows)]))[0]
+        if isinstance(result, BaseException):
+            if isinstance(result, ModelRunError):
+                raise HTTPError(422, f"the model could not run on this input: {result}")
+            raise result
+        return result
+
+    def _tabular(self) -> Any:
+        codec = self.model.codec
+        if codec is None:
+            raise HTTPError(404, f"'{self.model.name}' takes tensors, not features: use POST "
+                                 f"/v2/models/{self.model.name}/infer")
+        return codec
+
+    # --- handlers --------------------------------------------------------------------------------
+
+    async def _health(self, scope: dict, receive: Callable, params: Any) -> tuple:
+        return 200, self._static["health"], JSON_TYPE
+
+    def _readiness(self) -> tuple[bool, str]:
+        if self.draining:
+            return False, "draining"
+        if not self.ready:
+            return False, "warming up"
+        return True, "ready"
+
+    async def _ready(self, scope: dict, receive: Callable, params: Any) -> tuple:
+        ready, status = self._readiness()
+        return (200 if ready else 503), orjson.dumps({"status": status}), JSON_TYPE
+
+    async def _metrics(self, scope: dict, receive: Callable, params: Any) -> tuple:
+        return 200, self.metrics.exposition(), METRICS_TYPE
+
+    async def _openapi(self, scope: dict, receive: Callable, params: Any) -> tuple:
+        return 200, self._static["openapi"], JSON_TYPE
+
+    async def _docs(self, scope: dict, receive: Callable, params: Any) -> tuple:
+        return 200, self._static["docs"], HTML_TYPE
+
+    async def _predict(self, scope: dict, receive: Callable, params: Any) -> tuple:
+        codec = self._tabular()
+        document = await self._read_json(scope, receive)
+        features = document.get("features")
+        if features is None:
+            raise HTTPError(400, "the body must have a 'features' field: a list of values in "
+                                 "feature order or an object of feature name to value")
+        try:
+            row = codec.row(features)
+        except InputError as exc:
+            raise HTTPError(400, str(exc)) from None
+        model = self.model
+        outputs = await self._infer(codec.feeds([row]), 1, True)
+        answer = model.predictions(outputs, 1)[0]
+        answer.update(self._model_tag)
+        return 200, orjson.dumps(answer, option=DUMPS_OPTIONS), JSON_TYPE
+
+    async def _predict_batch(self, scope: dict, receive: Callable, params: Any) -> tuple:
+        codec = self._tabular()
+        document = await self._read_json(scope, receive)
+        instances = document.get("instances")
+        if instances is None:
+            raise HTTPError(400, "the body must have an 'instances' field: a list of rows")
+        if type(instances) is not list:
+            raise HTTPError(400, f"'instances' must be a list of rows, got {json_type(instances)}")
+        if not instances:
+            raise HTTPError(400, "'instances' is empty: send at least one row")
+        if len(instances) > self.max_batch_rows:
+            raise HTTPError(413, f"the batch has {len(instances)} instances, over the limit of "
+                                 f"{self.max_batch_rows}")
+        try:
+            rows = [codec.row(instance, f"instance {i}: ") for i, instance in enumerate(instances)]
+        except InputError as exc:
+            raise HTTPError(400, str(exc)) from None
+        outputs = await self._infer(codec.feeds(rows), len(rows), True)
+        answer = {"model": self.model.name, "version": self.model.version,
+                  "predictions": self.model.predictions(outputs, len(rows))}
+        return 200, orjson.dumps(answer, option=DUMPS_OPTIONS), JSON_TYPE
+
+    # --- Open Inference Protocol v2 --------------------------------------------------------------
+
+    def _check_model(self, params: tuple[str, str | None]) -> None:
+        name, version = params
+        if name != self.model.name:
+            raise HTTPError(404, f"model '{name}' is not served here (this server serves "
+                                 f"'{self.model.name}')")
+        if version is not None and version != self.model.version:
+            raise HTTPError(404, f"model '{name}' has no version '{version}' here (this server "
+                                 f"serves version '{self.model.version}')")
+
+    async def _v2_server(self, scope: dict, receive: Callable, params: Any) -> tuple:
+        return 200, self._static["v2"], JSON_TYPE
+
+    async def _v2_live(self, scope: dict, receive: Callable, params: Any) -> tuple:
+        return 200, self._static["v2_live"], JSON_TYPE
+
+    async def _v2_ready(self, scope: dict, receive: Callable, params: Any) -> tuple:
+        ready, _ = self._readiness()
+        return (200 if ready else 503), orjson.dumps({"ready": ready}), JSON_TYPE
+
+    async def _v2_metadata(self, scope: dict, receive: Callable, params: Any) -> tuple:
+        self._check_model(params)
+        return 200, self._static["metadata"], JSON_TYPE
+
+    async def _v2_model_ready(self, scope: dict, receive: Callable, params: Any) -> tuple:
+        self._check_model(params)
+        ready, _ = self._readiness()
+        return (200 if ready else 503), orjson.dumps(
+            {"name": self.model.name, "ready": ready}), JSON_TYPE
+
+    async def _v2_infer(self, scope: dict, receive: Callable, params: Any) -> tuple:
+        self._check_model(params)
+        document = await self._read_json(scope, receive)
+        model = self.model
+        try:
+            feeds, rows, indices = model.v2_feeds(document)
+        except InputError as exc:
+            raise HTTPError(400, str(exc)) from None
+        if rows > self.max_batch_rows and model.codec is not None:
+            raise HTTPError(413, f"the request has {rows} rows, over the limit of "
+                                 f"{self.max_batch_rows}")
+        outputs = await self._infer(feeds, rows, model.batchable)
+        answer: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
+        request_id = document.get("id")
+        if isinstance(request_id, str):
+            answer["id"] = request_id
+        answer["outputs"] = model.v2_outputs(outputs, indices)
+        return 200, orjson.dumps(answer, option=DUMPS_OPTIONS), JSON_TYPE
+
+
+def create_app(settings: Settings | str | Path) -> SlipwayApp:
+    """The ASGI app serving the model `settings` describe (a Settings, or a serving.json path).
+
+    Loads and checks the model now, so a bad config or model raises StartupError before any port
+    is bound."""
+    if not isinstance(settings, Settings):
+        settings = load_settings(settings)
+    model = Model(settings)
+    return SlipwayApp(settings, model)
+
+
+__all__ = ["HTTPError", "SlipwayApp", "StartupError", "create_app"]

@@ -1,0 +1,95 @@
+"""/openapi.json is a valid OpenAPI 3.1 document that names every feature; /docs shows it."""
+
+from __future__ import annotations
+
+import pytest
+from openapi_spec_validator import validate
+
+pytestmark = pytest.mark.anyio
+
+
+async def _document(model, **changes):
+    async with model.serve(**changes) as (_app, client):
+        response = await client.get("/openapi.json")
+        assert response.status_code == 200
+        return response.json()
+
+
+async def test_iris_document_names_every_feature(iris_logreg):
+    document = await _document(iris_logreg)
+    validate(document)
+    assert document["openapi"] == "3.1.0"
+    schemas = document["components"]["schemas"]
+    properties = schemas["FeatureObject"]["properties"]
+    assert list(properties) == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    assert schemas["FeatureObject"]["required"] == list(properties)
+    assert schemas["FeatureObject"]["additionalProperties"] is False
+    assert all(p["type"] == "number" for p in properties.values())
+    assert properties["sepal_length"]["examples"] == [5.84]
+    assert [item["title"] for item in schemas["FeatureList"]["prefixItems"]] == list(properties)
+    assert schemas["FeatureList"]["minItems"] == schemas["FeatureList"]["maxItems"] == 4
+    predict = document["paths"]["/predict"]["post"]
+    assert predict["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/PredictRequest"}
+    example = predict["requestBody"]["content"]["application/json"]["examples"]["by name"]
+    assert example["value"] == {"features": {"sepal_length": 5.84, "sepal_width": 3.06,
+                                             "petal_length": 3.76, "petal_width": 1.2}}
+    assert set(predict["responses"]) >= {"200", "400", "413", "422", "503"}
+    label = schemas["Prediction"]["properties"]["label"]
+    assert label["enum"] == ["setosa", "versicolor", "virginica"]
+    assert list(schemas["Prediction"]["properties"]["probabilities"]["properties"]) == \
+        ["setosa", "versicolor", "virginica"]
+    assert schemas["BatchRequest"]["properties"]["instances"]["maxItems"] == 1024
+    for path in ("/predict/batch", "/v2/models/{model_name}/infer", "/v2", "/v2/health/live",
+                 "/v2/health/ready", "/v2/models/{model_name}", "/v2/models/{model_name}/ready",
+                 "/health", "/ready", "/metrics"):
+        assert path in document["paths"], path
+    infer = document["paths"]["/v2/models/{model_name}/infer"]["post"]
+    assert infer["parameters"][0]["schema"]["enum"] == ["iris"]
+    sample = infer["requestBody"]["content"]["application/json"]["examples"]["sample"]["value"]
+    assert sample == {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
+                                  "data": [5.84, 3.06, 3.76, 1.2]}]}
+
+
+async def test_mixed_document_gives_types_and_categories(mixed_model):
+    document = await _document(mixed_model)
+    validate(document)
+    properties = document["components"]["schemas"]["FeatureObject"]["properties"]
+    assert properties["plan"]["type"] == "string"
+    assert properties["plan"]["enum"] == ["basic", "plus", "pro"]
+    assert properties["region"]["enum"] == ["east", "north", "south", "west"]
+    assert properties["age"]["type"] == "number" and "enum" not in properties["age"]
+    assert properties["monthly_spend"]["examples"] == [55.5]
+
+
+async def test_tensor_model_document_has_only_v2(squeezenet):
+    document = await _document(squeezenet)
+    validate(document)
+    assert "/predict" not in document["paths"] and "/predict/batch" not in document["paths"]
+    assert "FeatureObject" not in document["components"]["schemas"]
+    infer = document["paths"]["/v2/models/{model_name}/infer"]["post"]
+    # 150528 zeros would make a useless example: there is none.
+    assert "examples" not in infer["requestBody"]["content"]["application/json"]
+
+
+async def test_document_with_api_key_declares_security(iris_logreg, monkeypatch):
+    monkeypatch.setenv("IRIS_KEY", "k")
+    async with iris_logreg.serve(auth={"api_key_env": "IRIS_KEY"}) as (_app, client):
+        document = (await client.get("/openapi.json", headers={"X-API-Key": "k"})).json()
+    validate(document)
+    assert document["security"] == [{"bearer": []}, {"apiKey": []}]
+    assert document["paths"]["/health"]["get"]["security"] == []
+    assert document["paths"]["/predict"]["post"]["security"] == [{"bearer": []}, {"apiKey": []}]
+    assert "401" in document["paths"]["/predict"]["post"]["responses"]
+
+
+async def test_docs_page_loads_swagger_ui(iris_logreg):
+    async with iris_logreg.serve() as (_app, client):
+        response = await client.get("/docs")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    page = response.text
+    assert "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js" in page
+    assert "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css" in page
+    assert "url: 'openapi.json'" in page
+    assert "<title>iris 1 - Swagger UI</title>" in page
