@@ -106,3 +106,18 @@ def test_a_failing_build_step_names_the_step_and_keeps_its_output(iris_artifact,
         DockerRuntime().build(bundle, "slipway-test/broken:2", base_image=base_image)
     assert "The image build failed at step 4/" in caught.value.message  # the pip install
     assert "no-such-package-anywhere" in caught.value.detail
+
+
+def test_a_container_that_exits_at_start_is_reported_with_its_log(iris_artifact, tmp_path,
+                                                                  base_image):
+    onnx_model = convert(iris_artifact, tmp_path / "iris.onnx").artifact
+    bundle = write_bundle(onnx_model, tmp_path / "bundle", image=ImageOptions(base_image=base_image))
+    # A model file that is not the one serving.json vouches for: the server refuses to start.
+    (bundle.path / "model.onnx").write_bytes(b"not the model")
+    runtime = DockerRuntime()
+    runtime.build(bundle, "slipway-test/exits:1", base_image=base_image)
+    with pytest.raises(DeploymentError) as caught:
+        runtime.run("slipway-test/exits:1", "exits", ready_timeout=60)
+    assert "exited with status" in caught.value.message
+    assert "sha256" in caught.value.detail
+    assert not [c for c in runtime.managed() if c.labels.get("io.slipway.model.name") == "exits"]
