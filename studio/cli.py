@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from studio import __version__
 from studio.core.errors import Cancelled, StudioError, TrustRequired
-from studio.core.schema import shape_text
 from studio.core.reports import conversion_lines, optimization_lines, text_table
+from studio.core.schema import shape_text
 from studio.core.units import human_size
 
 EXIT_OK = 0
@@ -117,9 +117,14 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _optimize(args: argparse.Namespace) -> int:
-    from studio.core.artifacts import load
-    from studio.core.optimize import DEFAULT_TOLERANCES, optimize
+    from studio.core.artifacts import detect_format, load
+    from studio.core.optimize import DEFAULT_TOLERANCES, OptimizationError, optimize
 
+    model_path = Path(args.model)
+    if model_path.is_file() and detect_format(model_path) != "onnx":
+        raise OptimizationError(f"'{model_path.name}' is not an ONNX model.",
+                                "Convert it first: slipway convert MODEL -o MODEL.onnx, then "
+                                "optimize the .onnx file.")
     source = load(args.model, trust=False, timeout=args.timeout)
     result = optimize(source, args.optimization, args.output, reference=args.reference,
                       tolerance=_tolerance(args, DEFAULT_TOLERANCES[args.optimization]))

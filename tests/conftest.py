@@ -32,6 +32,32 @@ if str(TESTS_DIR) not in sys.path:
 import model_code
 
 LIGHT_ONNX = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+DEFAULT_TEST_BASE_IMAGE = "slipway/python:3.11-bookworm"
+
+
+def pytest_collection_modifyitems(config, items):
+    """`docker` tests need an engine, `needs_base_image` ones a local base image (./dev test
+    provides both). They are skipped where these are missing, except when SLIPWAY_REQUIRE_DOCKER=1
+    (CI): there a missing engine must fail the run, not hide the tests."""
+    if os.environ.get("SLIPWAY_REQUIRE_DOCKER") == "1":
+        return
+    from studio.core.runtimes.docker import engine_status
+
+    wanted = [item for item in items if "docker" in item.keywords]
+    if not wanted:
+        return
+    status = engine_status()
+    for item in wanted:
+        if not status.available:
+            item.add_marker(pytest.mark.skip(reason=f"no Docker engine: {status.reason}"))
+        elif "needs_base_image" in item.keywords and not os.environ.get("SLIPWAY_TEST_BASE_IMAGE"):
+            item.add_marker(pytest.mark.skip(reason="SLIPWAY_TEST_BASE_IMAGE is not set "
+                                                    "(./dev test makes the base image)"))
+
+
+@pytest.fixture(scope="session")
+def base_image() -> str:
+    return os.environ.get("SLIPWAY_TEST_BASE_IMAGE", DEFAULT_TEST_BASE_IMAGE)
 IRIS_CLASSES = ["setosa", "versicolor", "virginica"]
 
 
@@ -391,3 +417,98 @@ def mlflow_onnx(tmp_path_factory, onnx_iris_classifier) -> TrainedModel:
                                signature=infer_signature(X, source.y.to_numpy()),
                                input_example=X.iloc[100:102], pip_requirements=["onnx"])
     return TrainedModel("iris_onnx", source.estimator, X, source.y, folder)
+
+
+# --- more scikit-learn models, for conversion --------------------------------------------------
+
+CLASSIFIER_KINDS = ("logreg", "forest", "gboost", "svc_proba", "mlp")
+REGRESSOR_KINDS = ("ridge", "forest_regressor", "gboost_regressor", "svr", "mlp_regressor")
+CLASSIFICATION_SETS = ("iris", "wine", "breast_cancer")
+
+
+def _estimator(kind: str):
+    """The estimators of `sklearn_models`, by the first part of their names."""
+    from sklearn.ensemble import (
+        GradientBoostingClassifier,
+        GradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC, SVR
+
+    return {
+        "logreg": lambda: LogisticRegression(max_iter=1000),
+        "forest": lambda: RandomForestClassifier(n_estimators=15, random_state=0),
+        "gboost": lambda: GradientBoostingClassifier(n_estimators=15, random_state=0),
+        "svc_proba": lambda: make_pipeline(StandardScaler(),
+                                           SVC(probability=True, random_state=0)),
+        "mlp": lambda: make_pipeline(StandardScaler(), MLPClassifier(
+            hidden_layer_sizes=(16,), max_iter=300, random_state=0)),
+        "ridge": Ridge,
+        "forest_regressor": lambda: RandomForestRegressor(n_estimators=15, random_state=0),
+        "gboost_regressor": lambda: GradientBoostingRegressor(n_estimators=15, random_state=0),
+        "svr": lambda: make_pipeline(StandardScaler(), SVR()),
+        "mlp_regressor": lambda: make_pipeline(StandardScaler(), MLPRegressor(
+            hidden_layer_sizes=(16,), max_iter=200, random_state=0)),
+    }[kind]()
+
+
+def _fit_and_save(folder: Path, name: str, estimator, X, y) -> TrainedModel:
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message="The `probability` parameter",
+                                category=FutureWarning)
+        estimator.fit(X, y)
+    path = folder / f"{name}.joblib"
+    joblib.dump(estimator, path)
+    return TrainedModel(name, estimator, X, y, path)
+
+
+@pytest.fixture(scope="session")
+def sklearn_matrix(tmp_path_factory, sklearn_models, iris, wine, breast_cancer,
+                   diabetes) -> dict[str, TrainedModel]:
+    """Every classifier kind on iris, wine and breast_cancer, every regressor kind on diabetes,
+    named `<kind>_<dataset>` as in `sklearn_models` (whose models are reused, not retrained)."""
+    folder = tmp_path_factory.mktemp("sklearn-matrix")
+    data = {"iris": iris, "wine": wine, "breast_cancer": breast_cancer}
+    wanted = [(f"{kind}_{name}", kind, data[name]) for kind in CLASSIFIER_KINDS
+              for name in CLASSIFICATION_SETS]
+    wanted += [(f"{kind}_diabetes", kind, diabetes) for kind in REGRESSOR_KINDS]
+    return {name: sklearn_models.get(name) or _fit_and_save(folder, name, _estimator(kind), *xy)
+            for name, kind, xy in wanted}
+
+
+@pytest.fixture(scope="session")
+def wide_mlp(tmp_path_factory, wine) -> TrainedModel:
+    """StandardScaler + MLPClassifier(256, 256) on wine: enough weights for quantization to
+    matter (about 70k parameters)."""
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    estimator = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(256, 256),
+                                                              max_iter=200, random_state=0))
+    return _fit_and_save(tmp_path_factory.mktemp("wide-mlp"), "mlp_wide_wine", estimator, *wine)
+
+
+@pytest.fixture(scope="session")
+def unconvertible_models(tmp_path_factory, iris, model_code_importable) -> dict[str, TrainedModel]:
+    """Pipelines with a step no ONNX converter knows, saved with joblib:
+    `function_transformer` (FunctionTransformer(model_code.log1p_abs) + LogisticRegression) and
+    `custom_estimator` (StandardScaler + model_code.NearestMeanClassifier)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    folder = tmp_path_factory.mktemp("unconvertible")
+    return {name: _fit_and_save(folder, name, estimator, *iris) for name, estimator in {
+        "function_transformer": make_pipeline(FunctionTransformer(model_code.log1p_abs),
+                                              LogisticRegression(max_iter=1000)),
+        "custom_estimator": make_pipeline(StandardScaler(), model_code.NearestMeanClassifier()),
+    }.items()}

@@ -1,6 +1,5 @@
 """`slipway` as a person or a script runs it: real processes, real files, exit codes and streams."""
 
-import json
 import os
 import pickle
 import subprocess

@@ -31,9 +31,10 @@ def main() -> None:
     onx.graph.input[0].name = "input"
     for node in onx.graph.node:
         node.input[:] = ["input" if i == "X" else i for i in node.input]
-    means = model.named_steps["standardscaler"].mean_
+    scaler = model.named_steps["standardscaler"]
     features = [{"name": n, "kind": "numeric", "dtype": "float32", "example": round(float(m), 3),
-                 "tensor": "input"} for n, m in zip(names, means)]
+                 "spread": round(float(sd), 3), "tensor": "input"}
+                for n, m, sd in zip(names, scaler.mean_, scaler.scale_)]
     onnx.helper.set_model_props(onx, {
         "slipway.features": json.dumps(features),
         "slipway.class_names": json.dumps([str(c) for c in frame.target_names]),

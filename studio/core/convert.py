@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,11 @@ import numpy as np
 from pydantic import BaseModel
 
 from studio.core import artifacts, datasets, parity
-from studio.core.parity import ParityReport, Tolerance
 from studio.core.artifacts import ModelArtifact
 from studio.core.errors import StudioError
 from studio.core.formats import sklearn as sklearn_format
 from studio.core.isolation import DEFAULT_TIMEOUT_S, run_isolated
+from studio.core.parity import ParityReport, Tolerance
 from studio.core.schema import FeatureSpec, TensorSpec
 from studio.core.tasks import Progress, quiet
 
@@ -91,6 +93,9 @@ def convert(artifact: ModelArtifact, output: str | Path, *, opset: int = DEFAULT
                               "Only tabular scikit-learn, XGBoost and LightGBM models convert.")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    if reference:
+        # Fail fast, naming the missing column, before a child spends seconds loading the model.
+        datasets.read_table(reference, artifact.schema.features)
     loader, trusted = _loader(artifact)
     tolerance = tolerance or Tolerance()
     progress.update(None, f"Converting {artifact.path.name} to ONNX (opset {opset})")
@@ -113,7 +118,7 @@ def convert(artifact: ModelArtifact, output: str | Path, *, opset: int = DEFAULT
     converted = artifacts.load(output)
     report = ConversionReport(
         source=str(artifact.path), source_format=artifact.format, output_path=str(output),
-        converter=result["converter"], opset=opset, file_size=output.stat().st_size,
+        converter=result["converter"], opset=result["opset"], file_size=output.stat().st_size,
         seconds=round(time.perf_counter() - started, 3),
         parity=ParityReport.model_validate(result["parity"]),
     )
@@ -131,6 +136,7 @@ def convert_in_child(request: dict[str, Any]) -> dict[str, Any]:
     features = [FeatureSpec.model_validate(f) for f in request["features"]]
     inputs = [TensorSpec.model_validate(t) for t in request["inputs"]]
     model, converter = _to_onnx(estimator, inputs, request["opset"])
+    model = _at_opset(model, request["opset"])
 
     if request["reference"]:
         frame = datasets.read_table(request["reference"], features)
@@ -154,7 +160,38 @@ def convert_in_child(request: dict[str, Any]) -> dict[str, Any]:
         props["slipway.class_names"] = json.dumps(request["class_names"])
     onnx.helper.set_model_props(model, props)
     onnx.save(model, request["output"])
-    return {"converter": converter, "parity": report.model_dump()}
+    return {"converter": converter, "opset": _default_opset(model), "parity": report.model_dump()}
+
+
+def _default_opset(model: Any) -> int | None:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _at_opset(model: Any, opset: int) -> Any:
+    """The model stamped with the ai.onnx opset that was asked for.
+
+    Converters treat the target as a ceiling and write the lowest opset their operators need
+    (skl2onnx often writes 11 when asked for 15, onnxmltools stops at 15, an XGBoost graph of
+    ONNX-ML operators only declares no ai.onnx opset at all). onnx's version converter raises it,
+    so the file says what the report says; if it cannot, the lower opset is kept and reported.
+    """
+    import onnx
+    from onnx import version_converter
+    from onnx.onnx_cpp2py_export.version_converter import ConvertError
+
+    current = _default_opset(model)
+    if current == opset:
+        return model
+    if current is None:
+        model.opset_import.append(onnx.helper.make_opsetid("", opset))
+    elif current < opset:
+        try:
+            model = version_converter.convert_version(model, opset)
+        except (ConvertError, RuntimeError):  # no adapter for some operator: keep the model
+            return model
+    model.ir_version = max(model.ir_version,
+                           onnx.helper.find_min_ir_version_for(list(model.opset_import), True))
+    return model
 
 
 def _original_outputs(estimator: Any, frame: Any, feeds: dict[str, np.ndarray],
@@ -204,7 +241,7 @@ def _booster_outputs(booster: Any, x: Any, task: str
     if type(booster).__module__.startswith("xgboost"):
         import xgboost
 
-        raw = np.asarray(booster.predict(xgboost.DMatrix(matrix)))
+        raw = np.asarray(booster.predict(xgboost.DMatrix(matrix, feature_names=booster.feature_names)))
     else:
         raw = np.asarray(booster.predict(matrix))
     if task != "classification":
@@ -238,7 +275,8 @@ def _check_convertible(estimator: Any) -> None:
     for step, leaf in _leaves(estimator):
         kind = type(leaf).__name__
         if isinstance(leaf, FunctionTransformer) and leaf.func is not None:
-            func = getattr(leaf.func, "__qualname__", repr(leaf.func))
+            func = getattr(leaf.func, "__qualname__", None)
+            func = f"{leaf.func.__module__}.{func}" if func else repr(leaf.func)
             raise ConversionError(
                 f"The step '{step}' is a FunctionTransformer calling {func}: arbitrary Python "
                 "code has no ONNX equivalent.",
@@ -251,6 +289,27 @@ def _check_convertible(estimator: Any) -> None:
                 "Use a scikit-learn, XGBoost or LightGBM estimator there, or register a converter "
                 "for this class with skl2onnx.update_registered_converter.",
             )
+
+
+@contextmanager
+def _xgboost_default_feature_names(estimator: Any) -> Iterator[None]:
+    """onnxmltools reads XGBoost trees from their JSON dump, where each split names its feature,
+    and understands only XGBoost's default names f0, f1, ...: a model trained on a DataFrame
+    ("petal length (cm)") fails with "feature names should follow pattern 'f%d'". The names are
+    hidden while converting (the ONNX input is a matrix in the same column order) and restored."""
+    boosters = []
+    for _, leaf in ([("", estimator)] if _is_native_booster(estimator) else _leaves(estimator)):
+        module = type(leaf).__module__
+        if module.startswith("xgboost"):
+            boosters.append(leaf if _is_native_booster(leaf) else leaf.get_booster())
+    saved = [(booster, booster.feature_names) for booster in boosters]
+    for booster, _ in saved:
+        booster.feature_names = None
+    try:
+        yield
+    finally:
+        for booster, names in saved:
+            booster.feature_names = names
 
 
 def _register_booster_converters() -> None:
@@ -311,9 +370,10 @@ def _to_onnx(estimator: Any, inputs: list[TensorSpec], opset: int) -> tuple[Any,
     final = sklearn_format._final_estimator(estimator)
     options = {id(final): {"zipmap": False}} if hasattr(final, "classes_") else None
     try:
-        model = skl2onnx.convert_sklearn(estimator, initial_types=_initial_types(inputs),
-                                         target_opset={"": opset, "ai.onnx.ml": 3},
-                                         options=options)
+        with _xgboost_default_feature_names(estimator):
+            model = skl2onnx.convert_sklearn(estimator, initial_types=_initial_types(inputs),
+                                             target_opset={"": opset, "ai.onnx.ml": 3},
+                                             options=options)
     except Exception as exc:  # skl2onnx raises bare RuntimeError/TypeError with its reasons
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConversionError(f"skl2onnx could not convert the model: {first}",
@@ -325,16 +385,26 @@ def _to_onnx(estimator: Any, inputs: list[TensorSpec], opset: int) -> tuple[Any,
 def _native_booster_to_onnx(booster: Any, inputs: list[TensorSpec], opset: int) -> tuple[Any, str]:
     import onnxmltools
     from onnxmltools.convert.common.data_types import FloatTensorType
+    from onnxmltools.convert.common.onnx_ex import get_maximum_opset_supported
 
     initial = [(inputs[0].name, FloatTensorType([None, inputs[0].shape[-1]]))]
+    # onnxmltools converts up to its own highest opset (15); _at_opset raises it afterwards.
+    target = min(opset, get_maximum_opset_supported())
     try:
         if type(booster).__module__.startswith("xgboost"):
-            model = onnxmltools.convert_xgboost(booster, initial_types=initial, target_opset=opset)
+            with _xgboost_default_feature_names(booster):
+                model = onnxmltools.convert_xgboost(booster, initial_types=initial,
+                                                    target_opset=target)
         else:
-            model = onnxmltools.convert_lightgbm(booster, initial_types=initial, target_opset=opset,
-                                                 zipmap=False)
+            model = onnxmltools.convert_lightgbm(booster, initial_types=initial,
+                                                 target_opset=target, zipmap=False)
     except Exception as exc:
         raise ConversionError(f"onnxmltools could not convert the booster: {exc}",
                               "Save the model through the library's scikit-learn API and retry.",
                               detail=repr(exc)) from exc
+    # onnxmltools declares a LightGBM booster's label as shape [1]; it has one value per row.
+    for output in model.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if len(dims) == 1 and dims[0].dim_value == 1:
+            dims[0].Clear()
     return model, f"onnxmltools {onnxmltools.__version__}"

@@ -33,6 +33,9 @@ def read_table(path: str | Path, features: list[FeatureSpec]) -> pd.DataFrame:
     if not path.is_file():
         raise DatasetError(f"There is no dataset file at '{path}'.", "Check the path.")
     suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise DatasetError(f"'{path.name}' is empty (0 bytes).",
+                           "Use a dataset with a row per example and a column per feature.")
     try:
         if suffix == ".csv":
             frame = pd.read_csv(path)
@@ -83,13 +86,17 @@ def _typed(frame: pd.DataFrame, features: list[FeatureSpec]) -> pd.DataFrame:
             try:
                 typed[feature.name] = pd.to_numeric(column).astype(np.float64)
             except (ValueError, TypeError) as exc:
-                raise DatasetError(f"Column '{feature.name}' holds values that are not numbers.",
+                bad = np.flatnonzero(pd.to_numeric(column, errors="coerce").isna() & column.notna())
+                example = f" (data row {bad[0] + 1}: {column.iloc[bad[0]]!r})" if len(bad) else ""
+                raise DatasetError(f"Column '{feature.name}' holds values that are not "
+                                   f"numbers{example}.",
                                    "Clean the column, or check it is the right dataset.") from exc
     return pd.DataFrame(typed)
 
 
 def sample_frame(features: list[FeatureSpec], rows: int = 200, seed: int = 0) -> pd.DataFrame:
-    """Random but valid rows: known categories drawn uniformly, numbers spread around the example."""
+    """Random but valid rows: known categories drawn uniformly, numbers spread around the example
+    by the feature's learned spread when the model knows it."""
     rng = np.random.default_rng(seed)
     columns = {}
     for feature in features:
@@ -102,7 +109,10 @@ def sample_frame(features: list[FeatureSpec], rows: int = 200, seed: int = 0) ->
             columns[feature.name] = np.array([str(feature.example or "")] * rows, dtype=object)
         else:
             centre = float(feature.example or 0.0)
-            spread = max(abs(centre) * 0.25, 1.0 if centre == 0 else abs(centre) * 0.05)
+            if feature.spread:  # what a scaler learned: the data's own deviation
+                spread = float(feature.spread)
+            else:  # no statistics known: a quarter of the example's size
+                spread = max(abs(centre) * 0.25, 1.0 if centre == 0 else abs(centre) * 0.05)
             values = rng.normal(centre, spread, rows)
             if feature.dtype.startswith(("int", "uint")):
                 values = np.round(values)

@@ -124,11 +124,18 @@ def _error_class(name: str) -> type[StudioError]:
 
 # --- the child side -----------------------------------------------------------------------------
 
-def _actions() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-    from studio.core import convert
-    from studio.core.formats import sklearn
+# Each action imports only what it needs: a model load should not pay for the converter's imports.
+CHILD_ACTIONS = {
+    "inspect": ("studio.core.formats.sklearn", "inspect_in_child"),
+    "convert": ("studio.core.convert", "convert_in_child"),
+}
 
-    return {"inspect": sklearn.inspect_in_child, "convert": convert.convert_in_child}
+
+def _action(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    import importlib
+
+    module, function = CHILD_ACTIONS[name]
+    return getattr(importlib.import_module(module), function)
 
 
 _DOING = {"inspect": "Loading", "convert": "Converting"}
@@ -142,7 +149,7 @@ def _child_main(action: str) -> int:
         request = json.loads(sys.stdin.read())
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = _actions()[action](request)
+            result = _action(action)(request)
         result.setdefault("warnings", [])
         result["warnings"] += sorted({str(w.message).splitlines()[0] for w in caught
                                       if issubclass(w.category, UserWarning)})

@@ -23,9 +23,9 @@ import onnx
 from pydantic import BaseModel
 
 from studio.core import artifacts, datasets, parity
-from studio.core.parity import ParityReport, Tolerance
 from studio.core.artifacts import ModelArtifact
-from studio.core.errors import StudioError
+from studio.core.errors import Cancelled, StudioError
+from studio.core.parity import ParityReport, Tolerance
 from studio.core.tasks import Progress, quiet
 from studio.core.timing import median_ms, onnx_session
 
@@ -152,10 +152,79 @@ def measure(session, inputs: GoldenInputs) -> Latency:
 
 
 def _weight_ops(model: onnx.ModelProto, op_types: set[str]) -> list[str]:
-    """Nodes of `op_types` that have a stored (initializer) weight: what a quantizer can shrink."""
+    """Nodes of `op_types` that have a stored (initializer) weight: what a quantizer can shrink.
+    A Gather's weight (an embedding table) is its first input; the others' come after the data."""
     stored = {t.name for t in model.graph.initializer}
-    return [n.op_type for n in model.graph.node
-            if n.op_type in op_types and any(i in stored for i in n.input[1:])]
+    return [n.op_type for n in model.graph.node if n.op_type in op_types
+            and any(i in stored for i in (n.input[:1] if n.op_type == "Gather" else n.input[1:]))]
+
+
+def _prepared(model: onnx.ModelProto, optimization: Optimization) -> onnx.ModelProto | None:
+    """A copy of the model the optimizers can work on, or None when it needs no change.
+
+    IR version 3 models list every initializer as a graph input too, so onnxruntime sees weights
+    as inputs: float16 keeps them float32 (it keeps inputs' types), and a graph-optimized copy
+    asks for them when run. They stop being inputs (IR 4 allows it). Quantizers only rewrite
+    stored weights, so weights a Constant or ConstantOfShape node makes from stored values at run
+    time (the light models in the onnx wheel) are stored instead.
+    """
+    stored = {t.name: t for t in model.graph.initializer}
+    as_inputs = model.ir_version < 4 and any(i.name in stored for i in model.graph.input)
+    values: dict[str, np.ndarray] = {}
+    if optimization in (Optimization.INT8, Optimization.INT8_STATIC):
+        outputs = {o.name for o in model.graph.output}
+        for node in model.graph.node:
+            if node.op_type in ("Constant", "ConstantOfShape") and node.output[0] not in outputs:
+                value = _constant_value(node, stored)
+                if value is not None:
+                    values[node.output[0]] = value
+    if not as_inputs and not values:
+        return None
+    prepared = onnx.ModelProto()
+    prepared.CopyFrom(model)
+    graph = prepared.graph
+    if as_inputs:
+        inputs = [i for i in graph.input if i.name not in stored]
+        del graph.input[:]
+        graph.input.extend(inputs)
+        prepared.ir_version = 4
+    if values:
+        shapes = {n.input[0] for n in graph.node
+                  if n.op_type == "ConstantOfShape" and n.output[0] in values}
+        nodes = [n for n in graph.node if n.output[0] not in values]
+        del graph.node[:]
+        graph.node.extend(nodes)
+        used = _inputs_used(graph)
+        tensors = [t for t in graph.initializer if t.name not in shapes or t.name in used]
+        tensors += [onnx.numpy_helper.from_array(v, name) for name, v in values.items()]
+        del graph.initializer[:]
+        graph.initializer.extend(tensors)
+    return prepared
+
+
+def _constant_value(node: onnx.NodeProto, stored: dict[str, onnx.TensorProto]) -> np.ndarray | None:
+    """The tensor a Constant node holds, or a ConstantOfShape node makes from a stored shape."""
+    attributes = {a.name: a for a in node.attribute}
+    if node.op_type == "Constant" and "value" in attributes:
+        return onnx.numpy_helper.to_array(attributes["value"].t)
+    if node.op_type == "ConstantOfShape" and node.input and node.input[0] in stored:
+        shape = onnx.numpy_helper.to_array(stored[node.input[0]]).astype(np.int64)
+        fill = (onnx.numpy_helper.to_array(attributes["value"].t) if "value" in attributes
+                else np.zeros(1, dtype=np.float32))
+        return np.full(shape, fill.reshape(-1)[0], dtype=fill.dtype)
+    return None
+
+
+def _inputs_used(graph: onnx.GraphProto) -> set[str]:
+    """Every name a node reads, in subgraphs (If, Loop, Scan bodies) too, or the graph returns."""
+    used = {o.name for o in graph.output}
+    for node in graph.node:
+        used.update(node.input)
+        for attribute in node.attribute:
+            for subgraph in ([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH
+                             else attribute.graphs):
+                used |= _inputs_used(subgraph)
+    return used
 
 
 def _not_applicable_note(model: onnx.ModelProto, optimization: Optimization) -> str | None:
@@ -197,8 +266,10 @@ def _apply(optimization: Optimization, source: Path, output: Path, inputs: Golde
         ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
         return "Contains ONNX Runtime's fused operators: serve it with ONNX Runtime."
     if optimization == Optimization.INT8:
+        # 7-bit weights: on x86 CPUs without VNNI (AVX2 only) onnxruntime's uint8 x int8 kernels
+        # saturate with full 8-bit weights, which moves an MLP's probabilities by tenths.
         with _without_preprocessing_advice():
-            quantize_dynamic(source, output, weight_type=QuantType.QInt8)
+            quantize_dynamic(source, output, weight_type=QuantType.QInt8, reduce_range=True)
         return ""
     if optimization == Optimization.INT8_STATIC:
         with tempfile.TemporaryDirectory() as scratch, _without_preprocessing_advice():
@@ -214,7 +285,9 @@ def _apply(optimization: Optimization, source: Path, output: Path, inputs: Golde
     # The converter appends its input casts at the end of the graph; ONNX requires
     # topological order, and onnx.checker rejects the model without this.
     OnnxModel(model).topological_sort()
-    halves = sum(1 for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16)
+    halves = sum(1 for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16) \
+        + sum(1 for n in model.graph.node for a in n.attribute
+              if a.type == onnx.AttributeProto.TENSOR and a.t.data_type == onnx.TensorProto.FLOAT16)
     if not halves:
         raise _NothingToDo("Nothing to convert: all of this model's float operators are ONNX-ML "
                            "operators that run in float32 only, so float16 cannot shrink it.")
@@ -226,9 +299,11 @@ def _apply(optimization: Optimization, source: Path, output: Path, inputs: Golde
 def _without_preprocessing_advice():
     """onnxruntime's quantizers log advice to the root logger on every call ("consider
     pre-processing"); its pre-processing breaks ONNX-ML graphs, so the advice is kept out of the
-    user's terminal and log."""
+    user's terminal and log. So is the warning that a model below opset 11 is raised to 11: the
+    parity check that follows is the verification it asks for."""
     def advice(record: logging.LogRecord) -> bool:
-        return "pre-processing" not in record.getMessage()
+        message = record.getMessage()
+        return "pre-processing" not in message and "does not support quantization" not in message
 
     root = logging.getLogger()
     root.addFilter(advice)
@@ -267,14 +342,20 @@ def optimize(artifact: ModelArtifact, optimization: Optimization | str, output: 
     progress.update(0.05, "Preparing golden inputs")
     inputs = golden_inputs(artifact, reference)
     model = onnx.load(source)
-    note = _not_applicable_note(model, optimization)
+    prepared = _prepared(model, optimization)
+    note = _not_applicable_note(prepared or model, optimization)
     if note:
         return Optimized(None, report.model_copy(update={"applicable": False, "note": note}))
 
     progress.update(0.15, f"{DESCRIPTIONS[optimization]}")
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
-        report.note = _apply(optimization, source, output, inputs)
+        with tempfile.TemporaryDirectory() as scratch:
+            work = source
+            if prepared is not None:
+                work = Path(scratch) / source.name
+                onnx.save(prepared, work)
+            report.note = _apply(optimization, work, output, inputs)
     except _NothingToDo as nothing:
         return Optimized(None, report.model_copy(update={"applicable": False, "note": str(nothing)}))
     except Exception as exc:  # onnxruntime's quantizers raise bare exceptions with their reasons
@@ -288,25 +369,42 @@ def optimize(artifact: ModelArtifact, optimization: Optimization | str, output: 
         return Optimized(None, report.model_copy(update={
             "applicable": False,
             "note": "The quantizer found nothing it could rewrite in this model; no file was written."}))
-    _carry_metadata(model, output, optimization)
-    progress.check()
+    try:
+        _carry_metadata(model, output, optimization)
+        progress.check()
 
-    progress.update(0.4, "Timing the original model")
-    before = onnx_session(source)
-    report.latency_before = measure(before, inputs)
-    progress.update(0.6, "Timing the optimized model")
-    after = onnx_session(output)
-    report.latency_after = measure(after, inputs)
-    progress.update(0.8, "Checking parity with the original")
-    roles = {o.name: o.role for o in artifact.schema.outputs}
-    report.parity = parity.compare(run_model(before, inputs.feeds), run_model(after, inputs.feeds),
-                                   roles, tolerance, inputs.described)
-    report.output_path = str(output)
-    report.size_after = output.stat().st_size
-    if optimization != Optimization.GRAPH and report.size_after >= report.size_before:
-        report.note = " ".join(filter(None, [report.note, (
-            "The result is not smaller than the original: this model's weights are too few for "
-            f"{optimization.value} to pay for its extra nodes.")]))
-    progress.update(0.95, "Validating the optimized model")
-    optimized = artifacts.load(output)
+        progress.update(0.4, "Timing the original model")
+        before = onnx_session(source)
+        report.latency_before = measure(before, inputs)
+        progress.update(0.6, "Timing the optimized model")
+        after = onnx_session(output)
+        report.latency_after = measure(after, inputs)
+        progress.update(0.8, "Checking parity with the original")
+        roles = {o.name: o.role for o in artifact.schema.outputs}
+        report.parity = parity.compare(run_model(before, inputs.feeds),
+                                       run_model(after, inputs.feeds), roles, tolerance,
+                                       inputs.described)
+        report.output_path = str(output)
+        report.size_after = output.stat().st_size
+        folded = prepared is not None and len(prepared.graph.node) < len(model.graph.node)
+        if folded:
+            report.note = " ".join(filter(None, [report.note, (
+                "The original builds its weights at run time from constant fills (Constant, "
+                "ConstantOfShape), a few bytes on disk; quantizing stores every weight.")]))
+        if optimization != Optimization.GRAPH and report.size_after >= report.size_before \
+                and not folded:
+            report.note = " ".join(filter(None, [report.note, (
+                "The result is not smaller than the original: this model's weights are too few "
+                f"for {optimization.value} to pay for its extra nodes.")]))
+        progress.update(0.95, "Validating the optimized model")
+        optimized = artifacts.load(output)
+    except (Cancelled, StudioError):
+        output.unlink(missing_ok=True)  # no unchecked model is left behind
+        raise
+    except Exception as exc:  # onnxruntime cannot load or run what the optimizer wrote
+        output.unlink(missing_ok=True)
+        raise OptimizationError(
+            f"The {optimization.value} model was written but does not run: "
+            f"{str(exc).splitlines()[0] if str(exc) else exc!r}",
+            "Try another optimization; the details are in the log.", detail=repr(exc)) from exc
     return Optimized(optimized, report)

@@ -94,6 +94,9 @@ def tied_rows(probabilities: np.ndarray | None, tolerance: Tolerance) -> np.ndar
 def compare_labels(name: str, original: np.ndarray, new: np.ndarray, tolerance: Tolerance,
                    ties: np.ndarray | None = None) -> tuple[OutputParity, list[FlippedRow]]:
     a, b = _labels(original), _labels(new)
+    if len(a) != len(b):  # one label per row, or the rows do not correspond at all
+        return OutputParity(name=name, role="label", mismatched=max(len(a), len(b)),
+                            label_agreement=0.0, passed=False), []
     if a.dtype.kind in "iuf" and b.dtype.kind in "iuf":
         same = a.astype(np.float64) == b.astype(np.float64)
     else:
@@ -110,17 +113,24 @@ def compare_labels(name: str, original: np.ndarray, new: np.ndarray, tolerance: 
 
 def compare_numbers(name: str, role: str, original: np.ndarray, new: np.ndarray,
                     tolerance: Tolerance) -> OutputParity:
-    a = np.asarray(original, dtype=np.float64).reshape(len(original), -1)
-    b = np.asarray(new, dtype=np.float64).reshape(len(new), -1)
+    a = np.asarray(original, dtype=np.float64)
+    b = np.asarray(new, dtype=np.float64)
+    a = a.reshape(len(a), -1) if a.size else a.reshape(len(a), 0)
+    b = b.reshape(len(b), -1) if b.size else b.reshape(len(b), 0)
     if a.shape != b.shape:
         return OutputParity(name=name, role=role, passed=False, mismatched=int(max(a.size, b.size)))
-    diff = np.abs(a - b)
     finite = np.isfinite(a) == np.isfinite(b)
     close = np.isclose(b, a, atol=tolerance.atol, rtol=tolerance.rtol, equal_nan=True) & finite
+    # NaN where the original has NaN (or the same infinity) is agreement, difference 0; a NaN on
+    # one side only is as far off as a number can be, and the reported difference says so.
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(a - b)
+    diff = np.where(close, np.where(np.isfinite(diff), diff, 0.0),
+                    np.where(np.isnan(diff), np.inf, diff))
     return OutputParity(
         name=name, role=role,
-        max_abs_diff=float(np.nanmax(diff)) if diff.size else 0.0,
-        mean_abs_diff=float(np.nanmean(diff)) if diff.size else 0.0,
+        max_abs_diff=float(diff.max()) if diff.size else 0.0,
+        mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
         mismatched=int((~close).sum()),
         passed=bool(close.all()),
     )

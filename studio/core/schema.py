@@ -63,6 +63,8 @@ class FeatureSpec(BaseModel):
     categories: list[Scalar] | None = None
     example: Scalar | None = None
     """A valid value for this feature, used in sample requests (a category, a mean, a real row)."""
+    spread: float | None = None
+    """A typical deviation from `example` (a scaler's learned scale), for sampling valid rows."""
     tensor: str | None = None
     """The model input that carries this feature."""
 
@@ -147,8 +149,9 @@ class ModelSchema(BaseModel):
 
 
 def numeric_feature(name: str, dtype: str = "float32", example: float | None = None,
-                    tensor: str | None = None) -> FeatureSpec:
-    return FeatureSpec(name=name, kind="numeric", dtype=dtype, example=example, tensor=tensor)
+                    tensor: str | None = None, spread: float | None = None) -> FeatureSpec:
+    return FeatureSpec(name=name, kind="numeric", dtype=dtype, example=example, tensor=tensor,
+                       spread=spread)
 
 
 def tabular_inputs(features: list[FeatureSpec], per_column: bool = False) -> list[TensorSpec]:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDragLeaveEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDragLeaveEvent,
+    QDropEvent,
+    QKeySequence,
+)
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -19,8 +26,8 @@ from PySide6.QtWidgets import (
 )
 
 from studio import __version__
-from studio.core.runtimes.docker import EngineStatus, engine_status
 from studio.core.artifacts import ModelArtifact
+from studio.core.runtimes.docker import EngineStatus, engine_status
 from studio.ui.pages.model_page import ModelPage
 from studio.ui.pages.optimize_page import OptimizePage
 from studio.ui.pages.serve_page import ServePage

@@ -215,6 +215,8 @@ class Gate:
                 return getattr(real, name)
 
         app.model.session = HeldSession()
+        if getattr(app, "batcher", None) is not None:
+            app.batcher.inline_below_s = 0.0  # a held model is a slow one: never on the loop
 
     async def wait_for_inflight(self, app: Any, count: int, timeout: float = 5.0) -> None:
         import anyio

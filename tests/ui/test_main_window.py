@@ -5,7 +5,6 @@ import sys
 
 import pytest
 
-from studio.core.runtimes.docker import engine_status
 
 CHECK_TIMEOUT_MS = 10_000
 
@@ -31,8 +30,6 @@ def test_status_bar_says_the_process_runtime_is_used_without_an_engine(qtbot, wi
 @pytest.mark.docker
 def test_status_bar_names_the_running_docker_engine(qtbot, window, monkeypatch):
     monkeypatch.delenv("DOCKER_HOST")
-    if not engine_status().available:
-        pytest.skip("no Docker engine answers here (make test starts one)")
     with qtbot.waitSignal(window.engine_checked, timeout=CHECK_TIMEOUT_MS) as checked:
         window.check_engine()
     assert checked.args[0].available

@@ -20,16 +20,16 @@ from google.protobuf.message import DecodeError
 from onnx import GraphProto, ModelProto, TensorProto, ValueInfoProto
 
 from studio.core.errors import ModelLoadError
-from studio.core.units import human_size
 from studio.core.schema import (
     FeatureSpec,
     ModelMetadata,
     ModelSchema,
     OnnxInfo,
     OutputSpec,
-    TensorSpec,
     Task,
+    TensorSpec,
 )
+from studio.core.units import human_size
 
 PROTOBUF_LIMIT = 2 * 1024**3
 # An inference session holds the weights about twice over while it optimizes the graph.

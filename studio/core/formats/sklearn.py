@@ -362,19 +362,22 @@ def _encoder_categories(transformer: Any) -> list[list[Any]] | None:
     return None
 
 
-def _scaler_centres(transformer: Any) -> list[float] | None:
-    """A valid example per column: the mean a scaler learned, or the middle of its range."""
+def _scaler_stats(transformer: Any) -> list[tuple[float, float | None]] | None:
+    """Per column, a valid example and a typical spread, from what a scaler or imputer learned:
+    a StandardScaler's mean and scale, the middle and a quarter of a MinMaxScaler's range, an
+    imputer's fill value (no spread)."""
     from sklearn.pipeline import Pipeline
 
     steps = [s for _, s in transformer.steps] if isinstance(transformer, Pipeline) else [transformer]
     for step in steps:
         if getattr(step, "mean_", None) is not None and getattr(step, "scale_", None) is not None:
-            return [round(float(v), 6) for v in step.mean_]
+            return [(round(float(m), 6), round(float(sd), 6)) for m, sd in zip(step.mean_, step.scale_)]
         if getattr(step, "data_min_", None) is not None:
-            return [round(float(lo + hi) / 2, 6) for lo, hi in zip(step.data_min_, step.data_max_)]
+            return [(round(float(lo + hi) / 2, 6), round(float(hi - lo) / 4, 6))
+                    for lo, hi in zip(step.data_min_, step.data_max_)]
         if getattr(step, "statistics_", None) is not None:  # SimpleImputer's means or medians
             try:
-                return [round(float(v), 6) for v in step.statistics_]
+                return [(round(float(v), 6), None) for v in step.statistics_]
             except (TypeError, ValueError):
                 return None
     return None
@@ -387,9 +390,10 @@ def _features(estimator: Any) -> list[FeatureSpec]:
     if isinstance(first, ColumnTransformer):
         return _column_transformer_features(first)
     names = _input_names(first if hasattr(first, "n_features_in_") else estimator)
-    centres = _scaler_centres(first) or []
+    stats = _scaler_stats(first) or []
     return [
-        numeric_feature(name, example=centres[i] if i < len(centres) else None)
+        numeric_feature(name, example=stats[i][0], spread=stats[i][1]) if i < len(stats)
+        else numeric_feature(name)
         for i, name in enumerate(names)
     ]
 
@@ -399,7 +403,7 @@ def _column_transformer_features(ct: Any) -> list[FeatureSpec]:
     features: dict[int, FeatureSpec] = {}
     for _, transformer, indices in _ct_branches(ct):
         categories = None if isinstance(transformer, str) else _encoder_categories(transformer)
-        centres = None if isinstance(transformer, str) else _scaler_centres(transformer)
+        stats = None if isinstance(transformer, str) else _scaler_stats(transformer)
         for position, index in enumerate(indices):
             if categories is not None and position < len(categories):
                 known = categories[position]
@@ -407,6 +411,7 @@ def _column_transformer_features(ct: Any) -> list[FeatureSpec]:
                 features[index] = FeatureSpec(name=names[index], kind="categorical", dtype=dtype,
                                               categories=known)
             elif index not in features:
-                example = centres[position] if centres and position < len(centres) else None
-                features[index] = numeric_feature(names[index], example=example)
+                example, spread = stats[position] if stats and position < len(stats) else (None,
+                                                                                           None)
+                features[index] = numeric_feature(names[index], example=example, spread=spread)
     return [features[i] for i in sorted(features)]

@@ -1,0 +1,973 @@
+"""Serving benchmark: Slipway's server against the tutorial server, MLServer and the HTTP ceiling.
+
+    .venv/bin/python benchmarks/serve.py            # measure, print the tables and verdicts
+    .venv/bin/python benchmarks/serve.py --write    # and update the serve section of
+                                                    # docs/benchmarks.md
+
+Everything is measured in one run on this machine, side by side, and reported as ratios (the
+machines are shared: absolute numbers move from run to run, ratios taken in the same minute do not
+move much). Two models are trained here on synthetic data (make_classification): a 100-tree
+RandomForestClassifier on 20 features and an MLPClassifier (256, 256) on 64 features, saved with
+joblib. For each, these servers run as child processes on 127.0.0.1, one process each:
+
+  (a) tutorial  benchmarks/tutorial_server.py: FastAPI + pydantic + joblib, predict and
+                predict_proba per request, uvicorn with default options (access log on)
+  (b) Slipway   the product's path: artifacts.load(trust=True) -> deploy.deploy(process runtime),
+                which converts to ONNX (parity-checked) and runs slipway_server
+  (c) bare ASGI benchmarks/bare_asgi.py: a constant JSON under Slipway's uvicorn options; the
+                ceiling of HTTP on this machine, whatever the model
+  (d) MLServer  Seldon MLServer + mlserver-sklearn serving the same joblib file over the Open
+                Inference Protocol v2 (one process: parallel_workers 0), in its own venv
+                (benchmarks/.venv-mlserver, created on first use; skipped with a note if that fails)
+
+and wrk loads each with single-row POSTs at 1, 16 and 64 connections. Then Docker: the size of
+Slipway's image for the forest against a tutorial-style image (benchmarks/tutorial_image) built
+FROM the same base, and the time from `containers.run` to /ready answering 200 for an iris model.
+
+Raw results go to benchmarks/results/serve-<date>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import hashlib
+import http.server
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+from sklearn.datasets import load_iris, make_classification
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+
+from studio.core.artifacts import load
+from studio.core.bundle import ImageOptions, manylinux_platforms
+from studio.core.deploy import DeployOptions, deploy
+from studio.core.isolation import die_with_parent
+from studio.core.runtimes.base import free_port
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+RESULTS = HERE / "results"
+SECTION = "serve"
+COMMAND = ".venv/bin/python benchmarks/serve.py --write"
+
+BASE_IMAGE = "slipway/python:3.11-bookworm"
+MLSERVER_VENV = HERE / ".venv-mlserver"
+TUTORIAL_WHEELS = HERE / ".cache" / "tutorial-wheels"
+IMAGE_PREFIX = "slipway-bench"
+CONNECTIONS = (1, 16, 64)
+TARGET_CONNECTIONS = 16
+READY_TIMEOUT_S = 90.0
+SERVERS = ("tutorial", "slipway", "mlserver", "bare")
+LABELS = {"tutorial": "(a) tutorial: FastAPI + scikit-learn",
+          "slipway": "(b) Slipway (process runtime)",
+          "mlserver": "(d) MLServer + mlserver-sklearn",
+          "bare": "(c) bare ASGI (HTTP ceiling)"}
+SHORT = {"tutorial": "tutorial", "slipway": "Slipway", "mlserver": "MLServer", "bare": "bare ASGI"}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- models ------------------------------------------------------------------------------------
+
+@dataclass
+class BenchModel:
+    key: str
+    short: str
+    title: str
+    features: int
+    path: Path
+    row: list[float]
+    expected_label: int
+
+
+def train_models(work: Path) -> list[BenchModel]:
+    specs = [
+        ("forest", "RandomForest", "RandomForest, 100 trees, 20 features", 20,
+         RandomForestClassifier(n_estimators=100, random_state=0)),
+        ("mlp", "MLP (256, 256)", "MLP (256, 256), 64 features", 64,
+         MLPClassifier(hidden_layer_sizes=(256, 256), random_state=0)),
+    ]
+    models = []
+    for key, short, title, n_features, estimator in specs:
+        X, y = make_classification(n_samples=2000, n_features=n_features,
+                                   n_informative=n_features // 2, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            estimator.fit(X[:1500], y[:1500])
+        path = work / key / "model.joblib"
+        path.parent.mkdir(parents=True)
+        joblib.dump(estimator, path)
+        row = [float(v) for v in X[1500]]
+        models.append(BenchModel(key, short, title, n_features, path, row,
+                                 int(estimator.predict(X[1500:1501])[0])))
+    return models
+
+
+# --- servers -----------------------------------------------------------------------------------
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    """The URL wrk loads (the predict endpoint)."""
+    body: bytes
+    stop: Any
+    note: str = ""
+
+
+def _get(url: str, timeout: float = 2.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, urllib.error.URLError):
+        return 0
+
+
+def _post(url: str, body: bytes, timeout: float = 10.0) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()[:500]
+
+
+def start_process(command: list[str], *, cwd: Path, log_path: Path, ready_url: str,
+                  env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A child server in its own process group (so stop() ends it and anything it forked),
+    which also dies with this script; returns once `ready_url` answers 200."""
+    with open(log_path, "wb") as log_file:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(command, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})},
+                                   start_new_session=True, preexec_fn=die_with_parent)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while _get(ready_url, timeout=1.0) != 200:
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_process(process)
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{command[:3]} did not become ready ({ready_url}):\n{tail}")
+        time.sleep(0.05)
+    return process
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def features_body(model: BenchModel) -> bytes:
+    return json.dumps({"features": model.row}).encode()
+
+
+def start_tutorial(model: BenchModel, logs: Path) -> Server:
+    port = free_port()
+    process = start_process(
+        [sys.executable, "-m", "uvicorn", "tutorial_server:app", "--host", "127.0.0.1",
+         "--port", str(port)],
+        cwd=HERE, log_path=logs / f"tutorial-{model.key}.log",
+        ready_url=f"http://127.0.0.1:{port}/docs", env={"MODEL_PATH": str(model.path)})
+    return Server("tutorial", f"http://127.0.0.1:{port}/predict", features_body(model),
+                  lambda: stop_process(process),
+                  "uvicorn defaults: access log on (to a file), one worker")
+
+
+def start_slipway(model: BenchModel, logs: Path) -> Server:
+    artifact = load(model.path, trust=True)
+    deployment = deploy(artifact, DeployOptions(runtime="process"), on_log=log)
+    return Server("slipway", f"{deployment.url}/predict", features_body(model),
+                  deployment.stop, "deploy(runtime='process'): ONNX Runtime, default options")
+
+
+def start_bare(logs: Path) -> Server:
+    port = free_port()
+    process = start_process(
+        [sys.executable, str(HERE / "bare_asgi.py"), "--host", "127.0.0.1", "--port", str(port)],
+        cwd=HERE, log_path=logs / "bare.log", ready_url=f"http://127.0.0.1:{port}/")
+    return Server("bare", f"http://127.0.0.1:{port}/predict", b"", lambda: stop_process(process),
+                  "Slipway's uvicorn options")
+
+
+def mlserver_version() -> str | None:
+    python = MLSERVER_VENV / "bin" / "python"
+    if not python.exists():
+        return None
+    result = subprocess.run([str(python), "-c", "import mlserver; print(mlserver.__version__)"],
+                            capture_output=True, text=True, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def ensure_mlserver() -> tuple[bool, str]:
+    """MLServer in its own venv (its pins clash with the studio's); created on first use."""
+    if mlserver_version():
+        return True, f"MLServer {mlserver_version()}"
+    log(f"Installing MLServer into {MLSERVER_VENV} (first use, about 2 min)")
+    shutil.rmtree(MLSERVER_VENV, ignore_errors=True)
+    base_python = getattr(sys, "_base_executable", None) or shutil.which("python3") or "python3"
+    import sklearn
+    steps = [
+        [base_python, "-m", "venv", str(MLSERVER_VENV)],
+        # the same scikit-learn as here, so the joblib files load as they were saved;
+        # uvloop 0.22 does not work with MLServer 1.7 on this machine
+        [str(MLSERVER_VENV / "bin" / "pip"), "install", "--disable-pip-version-check", "-q",
+         "mlserver", "mlserver-sklearn", "uvloop<0.22", f"scikit-learn=={sklearn.__version__}"],
+    ]
+    for step in steps:
+        result = subprocess.run(step, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+            return False, f"MLServer could not be installed ({' / '.join(tail)})"
+    version = mlserver_version()
+    return (True, f"MLServer {version}") if version else (False, "MLServer does not import")
+
+
+def start_mlserver(model: BenchModel, logs: Path, work: Path) -> Server:
+    folder = work / f"mlserver-{model.key}"
+    (folder / model.key).mkdir(parents=True)
+    shutil.copyfile(model.path, folder / model.key / "model.joblib")
+    port = free_port()
+    settings = {"debug": False, "parallel_workers": 0, "host": "127.0.0.1", "http_port": port,
+                "grpc_port": free_port(), "metrics_port": free_port(),
+                "load_models_at_startup": True}
+    (folder / "settings.json").write_text(json.dumps(settings, indent=2))
+    (folder / model.key / "model-settings.json").write_text(json.dumps({
+        "name": model.key, "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./model.joblib", "version": "1"}}, indent=2))
+    process = start_process(
+        [str(MLSERVER_VENV / "bin" / "mlserver"), "start", str(folder)], cwd=folder,
+        log_path=logs / f"mlserver-{model.key}.log",
+        ready_url=f"http://127.0.0.1:{port}/v2/models/{model.key}/ready")
+    body = json.dumps({
+        "inputs": [{"name": "input-0", "shape": [1, model.features], "datatype": "FP64",
+                    "data": model.row}],
+        "outputs": [{"name": "predict"}, {"name": "predict_proba"}]}).encode()
+    return Server("mlserver", f"http://127.0.0.1:{port}/v2/models/{model.key}/infer", body,
+                  lambda: stop_process(process),
+                  "v2 REST, parallel_workers 0 (one process), debug off (no access log), "
+                  "outputs predict + predict_proba")
+
+
+def check_answer(server: Server, model: BenchModel | None) -> None:
+    """One request before the load: a 200 with the right label, or the run stops here."""
+    status, answer = _post(server.url, server.body)
+    if status != 200:
+        raise RuntimeError(f"{server.name} answered {status} to {server.url}: {answer!r}")
+    if model is None or server.name == "bare":
+        return
+    if server.name == "mlserver":
+        label = answer["outputs"][0]["data"][0]
+    elif server.name == "tutorial":
+        label = answer["prediction"]
+    else:
+        label = answer["label"]
+    if int(label) != model.expected_label:
+        raise RuntimeError(f"{server.name} predicted {label!r}, scikit-learn {model.expected_label}")
+
+
+# --- wrk ---------------------------------------------------------------------------------------
+
+@dataclass
+class WrkResult:
+    server: str
+    model: str
+    connections: int
+    threads: int
+    seconds: float
+    requests: int
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    non_2xx: int = 0
+    socket_errors: dict[str, int] = field(default_factory=dict)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    """The interleaved wrk runs this result averages (empty for a single run)."""
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + sum(self.socket_errors.values())
+
+
+def combine(runs: list[WrkResult]) -> WrkResult:
+    """Interleaved rounds as one result: mean req/s and mean percentiles, summed counts."""
+    if len(runs) == 1:
+        return runs[0]
+    first = runs[0]
+    errors: dict[str, int] = {}
+    for run in runs:
+        for kind, count in run.socket_errors.items():
+            errors[kind] = errors.get(kind, 0) + count
+    return WrkResult(
+        server=first.server, model=first.model, connections=first.connections,
+        threads=first.threads, seconds=sum(r.seconds for r in runs),
+        requests=sum(r.requests for r in runs),
+        rps=statistics.fmean(r.rps for r in runs),
+        p50_ms=statistics.fmean(r.p50_ms for r in runs),
+        p90_ms=statistics.fmean(r.p90_ms for r in runs),
+        p99_ms=statistics.fmean(r.p99_ms for r in runs),
+        non_2xx=sum(r.non_2xx for r in runs), socket_errors=errors,
+        rounds=[{k: v for k, v in asdict(r).items() if k not in ("server", "model", "rounds")}
+                for r in runs])
+
+
+UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _duration_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(match.group(1)) * UNITS_MS[match.group(2)]
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    """Requests/sec, the 50/90/99% lines of --latency, request count and errors."""
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    total = re.search(r"^\s*(\d+) requests in", output, re.MULTILINE)
+    if not rps or not total:
+        raise ValueError(f"unexpected wrk output:\n{output}")
+    parsed: dict[str, Any] = {"rps": float(rps.group(1)), "requests": int(total.group(1))}
+    for percent in (50, 90, 99):
+        line = re.search(rf"^\s+{percent}%\s+(\S+)", output, re.MULTILINE)
+        if not line:
+            raise ValueError(f"no {percent}% line in wrk output:\n{output}")
+        parsed[f"p{percent}_ms"] = _duration_ms(line.group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    parsed["non_2xx"] = int(non_2xx.group(1)) if non_2xx else 0
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                        output)
+    parsed["socket_errors"] = ({k: int(v) for k, v in zip(
+        ("connect", "read", "write", "timeout"), sockets.groups()) if int(v)} if sockets else {})
+    return parsed
+
+
+def lua_script(body: bytes, folder: Path) -> Path:
+    path = folder / f"post-{hashlib.sha256(body).hexdigest()[:12]}.lua"
+    path.write_text('wrk.method = "POST"\n'
+                    f"wrk.body = {json.dumps(body.decode())}\n"
+                    'wrk.headers["Content-Type"] = "application/json"\n')
+    return path
+
+
+def run_wrk(server: Server, model_key: str, connections: int, seconds: float,
+            folder: Path) -> WrkResult:
+    threads = min(2, connections)  # wrk needs at least one connection per thread
+    seconds = max(1, round(seconds))  # wrk takes whole seconds
+    script = lua_script(server.body, folder)
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency",
+               "--timeout", "10s", "-s", str(script), server.url]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60,
+                            check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"wrk failed: {result.stderr or result.stdout}")
+    parsed = parse_wrk(result.stdout)
+    return WrkResult(server=server.name, model=model_key, connections=connections,
+                     threads=threads, seconds=seconds, **parsed)
+
+
+# --- Docker ------------------------------------------------------------------------------------
+
+def fill_tutorial_wheelhouse() -> Path:
+    import sklearn
+
+    marker = TUTORIAL_WHEELS / "complete"
+    requirements = [f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}",
+                    f"joblib=={joblib.__version__}", "flask", "gunicorn"]
+    if marker.exists() and marker.read_text().split() == requirements:
+        return TUTORIAL_WHEELS
+    shutil.rmtree(TUTORIAL_WHEELS, ignore_errors=True)
+    TUTORIAL_WHEELS.mkdir(parents=True)
+    log("Downloading the tutorial image's wheels (cached in benchmarks/.cache)")
+    subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q",
+                    "--only-binary=:all:", *(f"--platform={p}" for p in manylinux_platforms()),
+                    "--python-version", "3.11", "--implementation", "cp",
+                    "-d", str(TUTORIAL_WHEELS), *requirements], check=True)
+    marker.write_text("\n".join(requirements) + "\n")
+    return TUTORIAL_WHEELS
+
+
+@contextlib.contextmanager
+def serve_folder(folder: Path):
+    """An HTTP file server on 127.0.0.1 for the build to pip install from (like an index)."""
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def build_tutorial_image(client, model_path: Path, work: Path) -> str:
+    wheels = fill_tutorial_wheelhouse()
+    context = work / "tutorial-image"
+    shutil.copytree(HERE / "tutorial_image", context)
+    shutil.copyfile(model_path, context / "model.joblib")
+    tag = f"{IMAGE_PREFIX}/tutorial-forest:1"
+    log(f"Building {tag}")
+    with serve_folder(wheels) as url:
+        client.images.build(path=str(context), tag=tag, rm=True, forcerm=True, pull=False,
+                            network_mode="host",
+                            buildargs={"BASE_IMAGE": BASE_IMAGE, "WHEELS_URL": url})
+    return tag
+
+
+def wait_http_200(url: str, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        if _get(url, timeout=0.5) == 200:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def start_to_ready(client, tag: str, runs: int = 3) -> list[float]:
+    """Seconds from containers.run to /ready answering 200, `runs` times."""
+    times = []
+    for _ in range(runs):
+        port = free_port()
+        started = time.perf_counter()
+        container = client.containers.run(tag, detach=True,
+                                          ports={"8000/tcp": ("127.0.0.1", port)},
+                                          labels={"io.slipway.benchmark": "serve"})
+        try:
+            if not wait_http_200(f"http://127.0.0.1:{port}/ready", time.monotonic() + 60):
+                raise RuntimeError(f"{tag} was not ready within 60 s:\n"
+                                   f"{container.logs(tail=30).decode(errors='replace')}")
+            times.append(time.perf_counter() - started)
+        finally:
+            container.remove(force=True)
+    return times
+
+
+def site_packages_report(client, tag: str) -> dict[str, list[tuple[str, int]]]:
+    """What takes space in the image's venv (KiB): the biggest top-level items, the biggest
+    files, and all bytecode caches and test suites together."""
+    script = ("cd /opt/venv/lib/python3.11/site-packages && du -sk * | sort -rn | head -12; "
+              "echo FILES; find . -type f -size +2M -exec du -k {} + | sort -rn | head -8; "
+              "echo TOTALS; echo __pycache__ $(find /opt/venv -name __pycache__ -type d -prune "
+              "-exec du -sk {} + | awk '{s+=$1} END {print s+0}'); "
+              "echo tests $(find /opt/venv -type d -name tests -prune "
+              "-exec du -sk {} + | awk '{s+=$1} END {print s+0}')")
+    output = client.containers.run(tag, entrypoint=["sh", "-c", script], remove=True,
+                                   user="0").decode()
+    report: dict[str, list[tuple[str, int]]] = {"items": [], "files": [], "totals": []}
+    key = "items"
+    for line in output.splitlines():
+        if line in ("FILES", "TOTALS"):
+            key = line.lower()
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        if key == "totals":
+            report[key].append((f"all {parts[0]} folders", int(parts[1])))
+        else:
+            report[key].append((parts[1].removeprefix("./"), int(parts[0])))
+    return report
+
+
+def docker_benchmarks(models: list[BenchModel], work: Path) -> dict[str, Any]:
+    import docker
+
+    client = docker.from_env(timeout=600)
+    result: dict[str, Any] = {"base_image": BASE_IMAGE}
+    base = client.images.get(BASE_IMAGE)
+    result["base_bytes"] = base.attrs["Size"]
+    forest = next(m for m in models if m.key == "forest")
+    image = ImageOptions(base_image=BASE_IMAGE)
+
+    log("Building Slipway's image for the forest (deploy, Docker runtime)")
+    slipway_tag = f"{IMAGE_PREFIX}/slipway-forest:1"
+    deployment = deploy(load(forest.path, trust=True),
+                        DeployOptions(runtime="docker", tag=slipway_tag, image=image))
+    try:
+        status, answer = _post(f"{deployment.url}/predict", features_body(forest))
+        if status != 200 or int(answer["label"]) != forest.expected_label:
+            raise RuntimeError(f"Slipway's container answered {status}: {answer!r}")
+    finally:
+        deployment.stop()
+    tutorial_tag = build_tutorial_image(client, forest.path, work)
+    slipway_bytes = client.images.get(slipway_tag).attrs["Size"]
+    tutorial_bytes = client.images.get(tutorial_tag).attrs["Size"]
+    result["images"] = {"slipway": {"tag": slipway_tag, "bytes": slipway_bytes},
+                        "tutorial": {"tag": tutorial_tag, "bytes": tutorial_bytes}}
+    result["image_ratio"] = slipway_bytes / tutorial_bytes
+    result["added_ratio"] = (slipway_bytes - result["base_bytes"]) / (
+        tutorial_bytes - result["base_bytes"])
+    result["slipway_site_packages_kib"] = site_packages_report(client, slipway_tag)
+    result["tutorial_site_packages_kib"] = site_packages_report(client, tutorial_tag)
+
+    log("Building Slipway's image for iris (LogisticRegression) and timing start to ready")
+    X, y = load_iris(return_X_y=True)
+    iris_path = work / "iris" / "iris.joblib"
+    iris_path.parent.mkdir()
+    joblib.dump(LogisticRegression(max_iter=1000).fit(X, y), iris_path)
+    iris_tag = f"{IMAGE_PREFIX}/slipway-iris:1"
+    deployment = deploy(load(iris_path, trust=True),
+                        DeployOptions(runtime="docker", tag=iris_tag, image=image))
+    deployment.stop()
+    times = start_to_ready(client, iris_tag)
+    result["start_to_ready_s"] = times
+    result["start_to_ready_median_s"] = statistics.median(times)
+    result["docker_version"] = client.version().get("Version")
+    return result
+
+
+def remove_images(tags: list[str]) -> None:
+    import docker
+
+    client = docker.from_env()
+    for tag in tags:
+        with contextlib.suppress(Exception):
+            client.images.remove(tag, force=True)
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+def load_runs(models: list[BenchModel], seconds: float, rounds: int, warmup: float,
+              use_mlserver: bool, work: Path) -> tuple[list[WrkResult], dict[str, str]]:
+    """Every server of a model is up at once; at each connection count they take turns, `rounds`
+    times (a, b, d, c, a, b, d, c...), so a burst of load from elsewhere on the machine hits
+    them alike instead of one of them."""
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+    results: list[WrkResult] = []
+    notes: dict[str, str] = {}
+    for model in models:
+        servers: list[Server] = []
+        try:
+            log(f"{model.title}: starting the servers")
+            servers.append(start_tutorial(model, logs))
+            servers.append(start_slipway(model, logs))
+            if use_mlserver:
+                servers.append(start_mlserver(model, logs, work))
+            servers.append(start_bare(logs))
+            for server in servers:
+                notes.setdefault(server.name, server.note)
+                if server.name == "bare":
+                    server.body = features_body(model)
+                check_answer(server, model)
+                if warmup:
+                    run_wrk(server, model.key, 16, warmup, work)
+            for connections in CONNECTIONS:
+                loaded = [s for s in servers if not (connections == 1 and s.name == "bare")]
+                # (the ceiling is compared at 16 and 64 connections; this saves time)
+                runs: dict[str, list[WrkResult]] = {s.name: [] for s in loaded}
+                for _ in range(rounds):
+                    for server in loaded:
+                        runs[server.name].append(
+                            run_wrk(server, model.key, connections, seconds / rounds, work))
+                for server in loaded:
+                    result = combine(runs[server.name])
+                    log(f"{model.key:6} {server.name:8} c={connections:<3} "
+                        f"{result.rps:9.1f} req/s  p50 {result.p50_ms:8.2f} ms  "
+                        f"p99 {result.p99_ms:8.2f} ms" +
+                        (f"  ERRORS {result.errors}" if result.errors else ""))
+                    results.append(result)
+        finally:
+            for server in servers:
+                with contextlib.suppress(Exception):
+                    server.stop()
+    return results, notes
+
+
+def find(results: list[WrkResult], model: str, server: str, connections: int) -> WrkResult | None:
+    return next((r for r in results if (r.model, r.server, r.connections)
+                 == (model, server, connections)), None)
+
+
+@dataclass
+class Verdict:
+    target: str
+    met: bool | None
+    detail: str
+
+    def line(self) -> str:
+        state = {True: "met", False: "NOT met", None: "not measured"}[self.met]
+        return f"{self.target}: {state} ({self.detail})"
+
+
+def verdicts(results: list[WrkResult], docker_result: dict[str, Any] | None,
+             models: list[BenchModel]) -> list[Verdict]:
+    c = TARGET_CONNECTIONS
+    out = []
+    titles = {m.key: m.short for m in models}
+    for model, factor, p99 in (("forest", 25, False), ("mlp", 3, True)):
+        a, b = find(results, model, "tutorial", c), find(results, model, "slipway", c)
+        ratio = b.rps / a.rps
+        met = ratio >= factor and (not p99 or b.p99_ms < a.p99_ms)
+        detail = (f"{b.rps:,.0f} vs {a.rps:,.0f} req/s = {ratio:.1f}×"
+                  + (f"; p99 {_ms(b.p99_ms)} vs {_ms(a.p99_ms)}" if p99 else ""))
+        out.append(Verdict(f"{titles[model]}: Slipway ≥ {factor}× tutorial at {c} connections"
+                           + (" with a lower p99" if p99 else ""), met, detail))
+    for model in ("forest", "mlp"):
+        b, d = find(results, model, "slipway", c), find(results, model, "mlserver", c)
+        if d is None:
+            out.append(Verdict(f"{titles[model]}: Slipway ahead of MLServer at {c} connections",
+                               None, "MLServer was not run"))
+            continue
+        out.append(Verdict(f"{titles[model]}: Slipway ahead of MLServer at {c} connections",
+                           b.rps > d.rps,
+                           f"{b.rps:,.0f} vs {d.rps:,.0f} req/s = {b.rps / d.rps:.1f}×"))
+    for model in ("forest", "mlp"):
+        b, bare = find(results, model, "slipway", c), find(results, model, "bare", c)
+        out.append(Verdict(f"{titles[model]}: Slipway ≥ 40% of the bare ASGI ceiling at {c} "
+                           "connections", b.rps >= 0.4 * bare.rps,
+                           f"{b.rps:,.0f} vs {bare.rps:,.0f} req/s = {b.rps / bare.rps:.0%}"))
+    if docker_result and "images" in docker_result:
+        images = docker_result["images"]
+        out.append(Verdict(
+            "Slipway's image ≤ 60% of the tutorial image", docker_result["image_ratio"] <= 0.6,
+            f"{_mb(images['slipway']['bytes'])} vs {_mb(images['tutorial']['bytes'])} = "
+            f"{docker_result['image_ratio']:.0%}; above the {_mb(docker_result['base_bytes'])} "
+            f"base: {docker_result['added_ratio']:.0%}"))
+        median = docker_result["start_to_ready_median_s"]
+        out.append(Verdict("Container start to ready (iris) under 3 s", median < 3.0,
+                           f"median {median:.2f} s of " + ", ".join(
+                               f"{t:.2f}" for t in docker_result["start_to_ready_s"]) + " s"))
+    else:
+        why = (docker_result or {}).get("error") or "skipped with --no-docker"
+        out.append(Verdict("Slipway's image ≤ 60% of the tutorial image", None, why))
+        out.append(Verdict("Container start to ready (iris) under 3 s", None, why))
+    return out
+
+
+# --- report ------------------------------------------------------------------------------------
+
+def _ms(value: float) -> str:
+    if value < 1:
+        return f"{value * 1000:.0f} µs"
+    if value < 100:
+        return f"{value:.2f} ms"
+    return f"{value:,.0f} ms"
+
+
+def _mb(value: int) -> str:
+    return f"{value / 1e6:.0f} MB"
+
+
+def load_table(results: list[WrkResult], models: list[BenchModel]) -> str:
+    lines = ["| model | server | connections | req/s | p50 | p90 | p99 | errors |",
+             "|---|---|---|---|---|---|---|---|"]
+    for model in models:
+        for connections in CONNECTIONS:
+            for server in SERVERS:
+                r = find(results, model.key, server, connections)
+                if r is None:
+                    continue
+                lines.append(f"| {model.short} | {SHORT[server]} | {connections} | "
+                             f"{r.rps:,.0f} | {_ms(r.p50_ms)} | {_ms(r.p90_ms)} | "
+                             f"{_ms(r.p99_ms)} | {r.errors or ''} |")
+    return "\n".join(lines)
+
+
+def ratio_table(results: list[WrkResult], models: list[BenchModel]) -> str:
+    lines = ["| model | connections | Slipway ÷ tutorial | Slipway ÷ MLServer "
+             "| Slipway ÷ bare ASGI | p99: Slipway / tutorial |",
+             "|---|---|---|---|---|---|"]
+    for model in models:
+        for connections in CONNECTIONS:
+            b = find(results, model.key, "slipway", connections)
+            a = find(results, model.key, "tutorial", connections)
+            d = find(results, model.key, "mlserver", connections)
+            c = find(results, model.key, "bare", connections)
+            times = f"{b.rps / a.rps:.1f}×"
+            over_peer = f"{b.rps / d.rps:.1f}×" if d else "–"
+            of_ceiling = f"{b.rps / c.rps:.0%}" if c else "–"
+            lines.append(
+                f"| {model.short} | {connections} | **{times}** | {over_peer} | {of_ceiling} | "
+                f"{_ms(b.p99_ms)} / {_ms(a.p99_ms)} |")
+    return "\n".join(lines)
+
+
+def docker_table(docker_result: dict[str, Any]) -> str:
+    images = docker_result["images"]
+    base = docker_result["base_bytes"]
+    lines = ["| image (forest model) | size | above the base image |", "|---|---|---|",
+             f"| Slipway (`deploy`, Docker runtime) | {_mb(images['slipway']['bytes'])} | "
+             f"{_mb(images['slipway']['bytes'] - base)} |",
+             f"| tutorial (benchmarks/tutorial_image) | {_mb(images['tutorial']['bytes'])} | "
+             f"{_mb(images['tutorial']['bytes'] - base)} |",
+             f"| ratio | **{docker_result['image_ratio']:.0%}** | "
+             f"{docker_result['added_ratio']:.0%} |"]
+    return "\n".join(lines)
+
+
+def machine_facts(versions: dict[str, str]) -> str:
+    cpu = platform.processor() or "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info
+                        if line.startswith("model name")), cpu)
+    return f"{os.cpu_count()} cores ({cpu}), " + ", ".join(f"{k} {v}" for k, v in versions.items())
+
+
+def collect_versions(mlserver_note: str, docker_result: dict[str, Any] | None) -> dict[str, str]:
+    import fastapi
+    import onnxruntime
+    import sklearn
+    import uvicorn
+
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    wrk_version = re.search(r"wrk (\S+)", wrk.stdout + wrk.stderr)
+    versions = {"Python": platform.python_version(), "scikit-learn": sklearn.__version__,
+                "ONNX Runtime": onnxruntime.__version__, "uvicorn": uvicorn.__version__,
+                "FastAPI": fastapi.__version__}
+    version = mlserver_version()
+    if version:
+        versions["MLServer"] = version
+    versions["wrk"] = wrk_version.group(1) if wrk_version else "?"
+    if docker_result and "docker_version" in docker_result:
+        versions["Docker"] = docker_result["docker_version"]
+    return versions
+
+
+def section(report: dict[str, Any], results: list[WrkResult], models: list[BenchModel],
+            verdict_list: list[Verdict]) -> str:
+    seconds, rounds = report["seconds"], report["rounds"]
+    notes = report["notes"]
+    docker_result = report.get("docker")
+    parts = [
+        f"<!-- {SECTION}:start -->",
+        "## Serving: Slipway's server against the tutorial server, MLServer and bare HTTP",
+        "",
+        "```sh",
+        COMMAND,
+        "```",
+        "",
+        f"Measured {report['date']} on {machine_facts(report['versions'])}; load average "
+        f"{report['load_average_before'][0]:.1f} when the load tests began and "
+        f"{report['load_average_after'][0]:.1f} when they ended (the machine is shared). One run, "
+        "all servers of a model up at once, each a single uvicorn process on 127.0.0.1 started "
+        "and stopped by the script. `wrk -t2 -cN --latency --timeout 10s` (`-t1` at one "
+        "connection) POSTs one JSON row per request; each figure below is the mean of "
+        f"{rounds} runs of {seconds / rounds:g} s per server, the servers taking turns "
+        f"(a, b, d, c, a, b, d, c), after a {report['warmup']:g} s warm-up each. Models trained "
+        "in the script on synthetic data (make_classification) and saved with joblib: "
+        + "; ".join(m.title for m in models) + ".",
+        "",
+        "- **tutorial** (`benchmarks/tutorial_server.py`): FastAPI, a pydantic body "
+        "`features: list[float]`, the joblib model's `predict` and `predict_proba`; "
+        f"{notes.get('tutorial', '')}.",
+        "- **Slipway**: `artifacts.load(path, trust=True)` then `deploy(artifact, "
+        "DeployOptions(runtime=\"process\"))`, which converts to ONNX (parity-checked) and runs "
+        "`slipway_server` with its defaults (micro-batching on, access log off); body "
+        "`{\"features\": [...]}` to `POST /predict`.",
+        "- **MLServer** (the peer): Seldon MLServer with mlserver-sklearn on the same joblib file, "
+        "`POST /v2/models/<name>/infer` with one row; "
+        + (notes.get("mlserver", "") + "." if "mlserver" in notes else
+           f"**not run**: {report.get('mlserver_note', '')}."),
+        "- **bare ASGI** (`benchmarks/bare_asgi.py`): reads the body and returns a constant JSON "
+        "under Slipway's uvicorn options; the HTTP ceiling of this machine. Not run at one "
+        "connection, to keep the run short.",
+        "",
+        "### Throughput and latency",
+        "",
+        load_table(results, models),
+        "",
+        "### Ratios (the numbers that carry over to other machines)",
+        "",
+        ratio_table(results, models),
+        "",
+    ]
+    if docker_result and "images" in docker_result:
+        parts += [
+            "### Image size and start-up (Docker runtime)",
+            "",
+            f"Both images are built FROM `{docker_result['base_image']}` "
+            f"({_mb(docker_result['base_bytes'])}, Debian bookworm minbase with Python 3.11). "
+            "The tutorial image (`benchmarks/tutorial_image/`) is one stage: a venv with "
+            "scikit-learn, flask, gunicorn, joblib and numpy (pip `--no-cache-dir`), the "
+            "joblib file and a Flask app. Slipway's is what `deploy(..., "
+            "DeployOptions(runtime=\"docker\"))` builds: ONNX Runtime, numpy, Starlette, uvicorn, "
+            "the server and the ONNX file. Sizes are `docker image inspect .Size`.",
+            "",
+            docker_table(docker_result),
+            "",
+            "What takes space in Slipway's venv (site-packages): " + ", ".join(
+                f"{name} {kib / 1024:.1f} MiB"
+                for name, kib in docker_result["slipway_site_packages_kib"]["items"][:6])
+            + "; its biggest files: " + ", ".join(
+                f"`{name}` {kib / 1024:.1f} MiB"
+                for name, kib in docker_result["slipway_site_packages_kib"]["files"][:5]) + ".",
+            "",
+            "Container start to ready, iris LogisticRegression: median "
+            f"**{docker_result['start_to_ready_median_s']:.2f} s** of three "
+            f"({', '.join(f'{t:.2f}' for t in docker_result['start_to_ready_s'])} s), timed from "
+            "`containers.run` until `GET /ready` answers 200 (the server warms the model up "
+            "before it says ready).",
+            "",
+        ]
+    parts += ["### Targets", ""]
+    parts += [f"- {v.line()}" for v in verdict_list]
+    parts += ["", reading(report, results, docker_result), f"<!-- {SECTION}:end -->"]
+    return "\n".join(parts)
+
+
+def reading(report: dict[str, Any], results: list[WrkResult],
+            docker_result: dict[str, Any] | None) -> str:
+    c = TARGET_CONNECTIONS
+    rps = {(m, n): find(results, m, n, c).rps if find(results, m, n, c) else None
+           for m in ("forest", "mlp") for n in SERVERS}
+    ceiling = [rps[(m, "slipway")] / rps[(m, "bare")] for m in ("forest", "mlp")]
+    peer = ("MLServer runs the same scikit-learn calls behind the v2 protocol and lands "
+            "where the tutorial does. " if rps[("forest", "mlserver")] else "")
+    text = (
+        "Reading it: the tutorial server pays scikit-learn's per-call overhead (input "
+        "validation and Python dispatch, twice per request: `predict` then `predict_proba`) on "
+        f"every request, so the 100-tree forest holds it near {rps[('forest', 'tutorial')]:,.0f} "
+        f"req/s at any concurrency and the MLP near {rps[('mlp', 'tutorial')]:,.0f}. " + peer +
+        "Slipway serves the same models converted to ONNX, through a lean route, and "
+        "concurrent requests share one inference call (micro-batching), so its throughput grows "
+        "with concurrency while its p99 stays in milliseconds. At "
+        f"{c} connections it reaches {ceiling[0]:.0%} (forest) and {ceiling[1]:.0%} (MLP) of a "
+        "bare ASGI app that only answers; the rest is JSON parsing, input checks, inference and "
+        "metrics. wrk shares the two cores with the servers and other work shares the machine, "
+        "so absolute numbers are low and move from run to run (the bare ceiling most of all); "
+        "compare the ratios.")
+    if docker_result and "images" in docker_result:
+        text += (
+            f" Slipway's image is {docker_result['image_ratio']:.0%} of the tutorial's "
+            f"({docker_result['added_ratio']:.0%} counting only what each adds to the base): it "
+            "carries ONNX Runtime instead of scikit-learn and SciPy.")
+    return text
+
+
+def write_doc(text: str) -> None:
+    current = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"<!-- {SECTION}:start -->.*?<!-- {SECTION}:end -->", re.DOTALL)
+    if pattern.search(current):
+        updated = pattern.sub(lambda _: text, current)
+    else:
+        updated = current.rstrip() + "\n\n" + text + "\n"
+    DOC.write_text(updated)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help=f"update {DOC.relative_to(ROOT)}")
+    parser.add_argument("--seconds", type=int, default=8,
+                        help="wrk time per server, model and connection count")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="split that time into this many interleaved runs")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="wrk warm-up per server before measuring (0: none)")
+    parser.add_argument("--no-mlserver", action="store_true", help="skip MLServer")
+    parser.add_argument("--no-docker", action="store_true",
+                        help="skip the image size and start-up measurements")
+    parser.add_argument("--keep-images", action="store_true",
+                        help=f"keep the {IMAGE_PREFIX}/* images (removed by default)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "seconds": args.seconds,
+                              "rounds": args.rounds,
+                              "warmup": args.warmup, "connections": list(CONNECTIONS),
+                              "target_connections": TARGET_CONNECTIONS}
+    use_mlserver, mlserver_note = (False, "skipped (--no-mlserver)")
+    if not args.no_mlserver:
+        use_mlserver, mlserver_note = ensure_mlserver()
+        if not use_mlserver:
+            log(f"NOTE: MLServer is skipped: {mlserver_note}")
+    report["mlserver_note"] = mlserver_note
+    started_load = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="slipway-bench-") as tmp:
+        work = Path(tmp)
+        log("Training the models")
+        models = train_models(work)
+        report["load_average_before"] = os.getloadavg()
+        results, notes = load_runs(models, args.seconds, args.rounds, args.warmup, use_mlserver,
+                                   work)
+        report["load_average_after"] = os.getloadavg()
+        report["notes"] = notes
+        docker_result = None
+        if not args.no_docker:
+            try:
+                docker_result = docker_benchmarks(models, work)
+            except Exception as exc:  # keep the load results; say what failed
+                log(f"NOTE: the Docker measurements failed: {exc}")
+                docker_result = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            finally:
+                if not args.keep_images:
+                    remove_images([f"{IMAGE_PREFIX}/slipway-forest:1",
+                                   f"{IMAGE_PREFIX}/tutorial-forest:1",
+                                   f"{IMAGE_PREFIX}/slipway-iris:1"])
+        report["docker"] = docker_result
+    report["versions"] = collect_versions(mlserver_note, docker_result)
+    report["machine"] = machine_facts(report["versions"])
+    report["models"] = [{"key": m.key, "title": m.title, "features": m.features} for m in models]
+    report["load"] = [{**asdict(r), "errors": r.errors} for r in results]
+    verdict_list = verdicts(results, docker_result, models)
+    report["verdicts"] = [asdict(v) for v in verdict_list]
+    report["run_seconds"] = {"total": time.monotonic() - started,
+                             "without_mlserver_install": time.monotonic() - started_load}
+
+    print(load_table(results, models))
+    print()
+    print(ratio_table(results, models))
+    if docker_result and "images" in docker_result:
+        print()
+        print(docker_table(docker_result))
+        print("Slipway site-packages (KiB):", docker_result["slipway_site_packages_kib"])
+        print("tutorial site-packages (KiB):", docker_result["tutorial_site_packages_kib"])
+        print(f"start to ready: {docker_result['start_to_ready_s']}")
+    print()
+    for verdict in verdict_list:
+        print(verdict.line())
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"serve-{report['date']}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    log(f"Raw results: {out.relative_to(ROOT)} (run took {report['run_seconds']['total']:.0f} s)")
+    if args.write:
+        write_doc(section(report, results, models, verdict_list))
+        log(f"Updated the {SECTION} section of {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
