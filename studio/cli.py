@@ -8,6 +8,7 @@
     slipway build MODEL [--tag T] [--base-image I]      a serving image (Docker)
     slipway serve MODEL [--runtime docker|process]      run it until Ctrl-C
     slipway predict URL --data '{...}'                  one request to a served model
+    slipway containers [--clean]                       the containers the studio started
 
 Exit status: 0 success, 1 a build, a server or a request failed, 2 bad usage, 3 the file is not a
 model that can be loaded or converted (or the optimization cannot help it), 4 the new model was
@@ -33,7 +34,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_LOADABLE = 3
 EXIT_PARITY_FAILED = 4
-COMMANDS = ("inspect", "convert", "optimize", "build", "serve", "predict")
+COMMANDS = ("inspect", "convert", "optimize", "build", "serve", "predict", "containers")
 
 
 def summary(artifact) -> str:
@@ -248,6 +249,26 @@ def _predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _containers(args: argparse.Namespace) -> int:
+    from studio.core.runtimes.docker import MODEL_LABEL, DockerRuntime
+
+    runtime = DockerRuntime()
+    containers = runtime.managed()
+    rows = [["container", "model", "status", "ports"]]
+    for container in containers:
+        ports = ", ".join(f"{b[0]['HostIp']}:{b[0]['HostPort']}->{p}"
+                          for p, b in (container.attrs["NetworkSettings"]["Ports"] or {}).items() if b)
+        rows.append([container.name, container.labels.get(MODEL_LABEL, "?"), container.status,
+                     ports])
+    if len(rows) > 1:
+        print("\n".join(text_table(rows, indent="")))
+    if args.clean:
+        print(f"Removed {runtime.cleanup()} container(s).")
+    elif len(rows) == 1:
+        print("The studio has no containers on this engine.")
+    return EXIT_OK
+
+
 def _add_image_options(parser: argparse.ArgumentParser) -> None:
     from studio.core.bundle import DEFAULT_BASE_IMAGE
 
@@ -338,6 +359,10 @@ def _command_parser() -> argparse.ArgumentParser:
                          help="/predict, /predict/batch or /v2/models/NAME/infer")
     predict.add_argument("--api-key", help="API key, when the server requires one")
     predict.set_defaults(run=_predict)
+
+    containers = commands.add_parser("containers", help="list the containers the studio started")
+    containers.add_argument("--clean", action="store_true", help="stop and remove them all")
+    containers.set_defaults(run=_containers)
     return parser
 
 

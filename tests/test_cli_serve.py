@@ -108,3 +108,28 @@ def test_build_makes_a_tagged_image(base_image):
     image = docker.from_env().images.get(tag)
     assert image.id == image_id
     assert image.labels["io.slipway.model.name"] == "wine_classifier"
+
+
+@pytest.mark.docker
+def test_containers_lists_and_cleans_up_what_the_studio_started():
+    import docker
+
+    client = docker.from_env()
+    image = client.images.list(filters={"label": "io.slipway.managed=true"})
+    if not image:
+        pytest.skip("no studio-built image on this engine yet")
+    container = client.containers.create(image[0].id, labels={
+        "io.slipway.managed": "true", "io.slipway.model.name": "listed"},
+        name="slipway-listed-test")
+    try:
+        listed = slipway("containers")
+        assert listed.returncode == 0, listed.stderr
+        assert "slipway-listed-test" in listed.stdout and "listed" in listed.stdout
+        cleaned = slipway("containers", "--clean")
+        assert cleaned.returncode == 0 and "Removed" in cleaned.stdout
+        assert "slipway-listed-test" not in [c.name for c in client.containers.list(all=True)]
+    finally:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
