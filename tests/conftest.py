@@ -288,6 +288,21 @@ def skops_with_function(tmp_path_factory, iris, model_code_importable) -> Traine
 
 # --- XGBoost and LightGBM ------------------------------------------------------------------------
 
+def _booster_saver(folder: Path, models: dict[str, TrainedModel], booster_of):
+    """add(name, estimator, X, y, suffixes): save with joblib (.joblib) or the library's own
+    format (any other suffix, through the booster `booster_of(estimator)` returns)."""
+    def add(name: str, estimator, X, y, suffixes: list[str]) -> None:
+        for suffix in suffixes:
+            path = folder / f"{name}{suffix}"
+            if suffix == ".joblib":
+                joblib.dump(estimator, path)
+            else:
+                booster_of(estimator).save_model(str(path))
+            models[f"{name}{suffix}"] = TrainedModel(name, estimator, X, y, path)
+
+    return add
+
+
 @pytest.fixture(scope="session")
 def xgboost_models(tmp_path_factory, iris, breast_cancer, diabetes) -> dict[str, TrainedModel]:
     """sklearn-API models saved with joblib, and their boosters saved natively (.json and .ubj).
@@ -301,14 +316,7 @@ def xgboost_models(tmp_path_factory, iris, breast_cancer, diabetes) -> dict[str,
     codes = iris_y.map({name: i for i, name in enumerate(IRIS_CLASSES)})
     models: dict[str, TrainedModel] = {}
 
-    def add(name: str, estimator, X, y, suffixes: list[str]) -> None:
-        for suffix in suffixes:
-            path = folder / f"{name}{suffix}"
-            if suffix == ".joblib":
-                joblib.dump(estimator, path)
-            else:
-                estimator.get_booster().save_model(str(path))
-            models[f"{name}{suffix}"] = TrainedModel(name, estimator, X, y, path)
+    add = _booster_saver(folder, models, lambda estimator: estimator.get_booster())
 
     params = {"n_estimators": 8, "max_depth": 3, "n_jobs": 1}
     add("classifier_iris", xgboost.XGBClassifier(**params).fit(iris_X, codes), iris_X, codes,
@@ -334,14 +342,7 @@ def lightgbm_models(tmp_path_factory, iris, breast_cancer, diabetes) -> dict[str
     codes = iris_y.map({name: i for i, name in enumerate(IRIS_CLASSES)})
     models: dict[str, TrainedModel] = {}
 
-    def add(name: str, estimator, X, y, suffixes: list[str]) -> None:
-        for suffix in suffixes:
-            path = folder / f"{name}{suffix}"
-            if suffix == ".joblib":
-                joblib.dump(estimator, path)
-            else:
-                estimator.booster_.save_model(str(path))
-            models[f"{name}{suffix}"] = TrainedModel(name, estimator, X, y, path)
+    add = _booster_saver(folder, models, lambda estimator: estimator.booster_)
 
     params = {"n_estimators": 8, "num_leaves": 7, "min_child_samples": 5, "verbose": -1,
               "n_jobs": 1}

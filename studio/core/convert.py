@@ -12,6 +12,7 @@ a table becomes one [N, 1] input per column with its own element type.
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from collections.abc import Iterator
@@ -321,28 +322,21 @@ def _register_booster_converters() -> None:
     )
 
     classifier_options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
-    try:
-        from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
-        from xgboost import XGBClassifier, XGBRegressor
-
-        update_registered_converter(XGBClassifier, "XGBoostXGBClassifier",
-                                    calculate_linear_classifier_output_shapes, convert_xgboost,
+    boosters = (("xgboost", "XGBClassifier", "XGBRegressor", "XGBoost",
+                 "onnxmltools.convert.xgboost.operator_converters.XGBoost", "convert_xgboost"),
+                ("lightgbm", "LGBMClassifier", "LGBMRegressor", "LightGbm",
+                 "onnxmltools.convert.lightgbm.operator_converters.LightGbm", "convert_lightgbm"))
+    for library, classifier, regressor, alias, converter_module, converter_name in boosters:
+        try:
+            module = importlib.import_module(library)
+            converter = getattr(importlib.import_module(converter_module), converter_name)
+        except ImportError:
+            continue
+        update_registered_converter(getattr(module, classifier), f"{alias}{classifier}",
+                                    calculate_linear_classifier_output_shapes, converter,
                                     options=classifier_options)
-        update_registered_converter(XGBRegressor, "XGBoostXGBRegressor",
-                                    calculate_linear_regressor_output_shapes, convert_xgboost)
-    except ImportError:
-        pass
-    try:
-        from lightgbm import LGBMClassifier, LGBMRegressor
-        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
-
-        update_registered_converter(LGBMClassifier, "LightGbmLGBMClassifier",
-                                    calculate_linear_classifier_output_shapes, convert_lightgbm,
-                                    options=classifier_options)
-        update_registered_converter(LGBMRegressor, "LightGbmLGBMRegressor",
-                                    calculate_linear_regressor_output_shapes, convert_lightgbm)
-    except ImportError:
-        pass
+        update_registered_converter(getattr(module, regressor), f"{alias}{regressor}",
+                                    calculate_linear_regressor_output_shapes, converter)
 
 
 def _initial_types(inputs: list[TensorSpec]) -> list[tuple[str, Any]]:

@@ -36,6 +36,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def choose_port(port: int | None) -> int:
+    """The port asked for, checked to be free on 127.0.0.1; or any free one."""
+    if port is None:
+        return free_port()
+    check_port_free(port)
+    return port
+
+
 def check_port_free(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:

@@ -13,8 +13,7 @@ from studio.core.runtimes.base import (
     Deployment,
     DeploymentError,
     DeploymentState,
-    check_port_free,
-    free_port,
+    choose_port,
 )
 from studio.core.tasks import Progress, quiet
 
@@ -139,10 +138,7 @@ class DockerRuntime:
         from docker.errors import APIError, ImageNotFound
 
         progress = progress or quiet()
-        if port is None:
-            port = free_port()
-        else:
-            check_port_free(port)
+        port = choose_port(port)
         progress.update(None, f"Starting {tag} on 127.0.0.1:{port}")
         try:
             container = self.client.containers.run(

@@ -24,8 +24,7 @@ from studio.core.runtimes.base import (
     DEFAULT_READY_TIMEOUT_S,
     Deployment,
     DeploymentState,
-    check_port_free,
-    free_port,
+    choose_port,
 )
 from studio.core.tasks import Progress, quiet
 
@@ -95,10 +94,7 @@ class ProcessRuntime:
             progress: Progress | None = None) -> ProcessDeployment:
         """Start the bundle's server on 127.0.0.1 and wait until it is ready."""
         progress = progress or quiet()
-        if port is None:
-            port = free_port()
-        else:
-            check_port_free(port)
+        port = choose_port(port)
         log_path = bundle.path / "server.log"
         progress.update(None, f"Starting {bundle.model_name} as a local process on port {port}")
         log = open(log_path, "wb")
