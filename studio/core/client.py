@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -89,3 +90,15 @@ class ModelClient:
 
     def predict(self, body: Any, route: str = "/predict") -> Reply:
         return self.request("POST", route, body)
+
+
+def curl_command(base_url: str, method: str, route: str, body: Any = None,
+                 api_key: str | None = None) -> str:
+    """The same request as a curl command line a person can paste into a terminal."""
+    parts = ["curl", "-sS", "-X", method, shlex.quote(base_url.rstrip("/") + route)]
+    if api_key:
+        parts += ["-H", shlex.quote(f"Authorization: Bearer {api_key}")]
+    if body is not None:
+        parts += ["-H", shlex.quote("Content-Type: application/json"),
+                  "-d", shlex.quote(json.dumps(body, separators=(",", ":")))]
+    return " ".join(parts)

@@ -30,6 +30,7 @@ from studio.core.artifacts import ModelArtifact
 from studio.core.runtimes.docker import EngineStatus, engine_status
 from studio.ui.pages.model_page import ModelPage
 from studio.ui.pages.optimize_page import OptimizePage
+from studio.ui.pages.probe_page import ProbePage
 from studio.ui.pages.serve_page import ServePage
 from studio.ui.pages.stage_page import StagePage
 from studio.ui.widgets.log_view import LogView
@@ -41,7 +42,6 @@ MODEL_FILTER = ("Models (*.onnx *.joblib *.pkl *.pickle *.skops *.json *.ubj *.t
                 "All files (*)")
 
 STAGES = [
-    ("Probe", "Send test requests to the running model and see its answers."),
     ("Load", "One-click load tests with live latency and throughput charts."),
     ("Monitor", "Live server metrics and input drift from the model's metrics endpoint."),
     ("Compare", "Two model versions side by side, offline and live."),
@@ -80,6 +80,10 @@ class MainWindow(QMainWindow):
         self.serve_page.log_requested.connect(self.show_log)
         self.engine_checked.connect(self.serve_page.set_engine)
 
+        self.probe_page = ProbePage(self.runner)
+        self.probe_page.log_requested.connect(self.show_log)
+        self.serve_page.deployment_ready.connect(lambda d: self.probe_page.set_url(d.url))
+
         self.nav = QListWidget()
         self.nav.setObjectName("nav")
         self.nav.setFixedWidth(150)
@@ -87,6 +91,7 @@ class MainWindow(QMainWindow):
         self._add_page("Model", self.model_page)
         self._add_page("Optimize", self.optimize_page)
         self._add_page("Serve", self.serve_page)
+        self._add_page("Probe", self.probe_page)
         for title, description in STAGES:
             self._add_page(title, StagePage(title, description))
         self.nav.currentRowChanged.connect(self.pages.setCurrentIndex)
@@ -227,6 +232,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{schema.name} — Slipway Studio")
         self.optimize_page.set_source(artifact)
         self.serve_page.set_source(artifact)
+        self.probe_page.set_source(artifact)
         self.current_changed.emit(artifact)
 
     def show_log(self) -> None:
