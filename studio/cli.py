@@ -171,20 +171,13 @@ def _image_options(args: argparse.Namespace):
 
 def _build(args: argparse.Namespace) -> int:
     from studio.core.artifacts import load
-    from studio.core.bundle import write_bundle
-    from studio.core.deploy import ensure_onnx
-    from studio.core.runtimes.docker import DockerRuntime
-    from studio.core.workspace import new_work_dir
+    from studio.core.deploy import DeployOptions, build_image
 
     artifact = load(args.model, trust=args.trust)
-    runtime = DockerRuntime()
-    work_dir = new_work_dir(artifact.name)
-    model = ensure_onnx(artifact, work_dir, on_log=_log_line)
-    bundle = write_bundle(model, work_dir / "bundle", serving=_serving_options(args, model),
-                          image=_image_options(args), on_log=_log_line)
-    tag = args.tag or bundle.default_tag
-    image_id = runtime.build(bundle, tag, base_image=args.base_image, on_log=_log_line)
-    print(f"{tag} {image_id}")
+    options = DeployOptions(tag=args.tag, serving=_serving_options(args, artifact),
+                            image=_image_options(args))
+    built = build_image(artifact, options, on_log=_log_line)
+    print(f"{built.tag} {built.image_id}")
     return EXIT_OK
 
 

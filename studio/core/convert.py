@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from studio.core import artifacts, datasets, parity
 from studio.core.artifacts import ModelArtifact
-from studio.core.errors import StudioError
+from studio.core.errors import StudioError, first_line
 from studio.core.formats import sklearn as sklearn_format
 from studio.core.isolation import DEFAULT_TIMEOUT_S, run_isolated
 from studio.core.parity import ParityReport, Tolerance
@@ -369,8 +369,7 @@ def _to_onnx(estimator: Any, inputs: list[TensorSpec], opset: int) -> tuple[Any,
                                              target_opset={"": opset, "ai.onnx.ml": 3},
                                              options=options)
     except Exception as exc:  # skl2onnx raises bare RuntimeError/TypeError with its reasons
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConversionError(f"skl2onnx could not convert the model: {first}",
+        raise ConversionError(f"skl2onnx could not convert the model: {first_line(exc)}",
                               "The details are in the log; a step may use an option the "
                               "converter does not support.", detail=repr(exc)) from exc
     return model, f"skl2onnx {skl2onnx.__version__}"

@@ -2,7 +2,8 @@
 
     choose_runtime -> ensure_onnx (convert, parity gate) -> write_bundle -> build (Docker) -> run
 
-`deploy` is what `slipway serve` and the Serve page's Build & Run both call. A model that failed
+`deploy` is what `slipway serve` and the Serve page's Build & Run both call; `build_image` is its
+first half, which `slipway build` calls. A model that failed
 its parity check is not served unless the caller says so.
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from studio.core import convert as convert_module
 from studio.core.artifacts import ModelArtifact
-from studio.core.bundle import ImageOptions, LogCallback, ServingOptions, write_bundle
+from studio.core.bundle import Bundle, ImageOptions, LogCallback, ServingOptions, write_bundle
 from studio.core.runtimes.base import DEFAULT_READY_TIMEOUT_S, Deployment, DeploymentError
 from studio.core.runtimes.docker import DockerRuntime, engine_status
 from studio.core.runtimes.process import ProcessRuntime
@@ -76,6 +77,40 @@ def ensure_onnx(artifact: ModelArtifact, work_dir: Path, *, serve_failed_parity:
     return conversion.artifact
 
 
+@dataclass(frozen=True)
+class BuiltImage:
+    tag: str
+    image_id: str
+    bundle: Bundle
+    runtime: DockerRuntime
+
+
+def _bundle(artifact: ModelArtifact, options: DeployOptions, *, with_wheels: bool,
+            on_log: LogCallback | None, progress: Progress) -> Bundle:
+    work_dir = new_work_dir(artifact.name)
+    model = ensure_onnx(artifact, work_dir, serve_failed_parity=options.serve_failed_parity,
+                        on_log=on_log, progress=progress)
+    bundle = write_bundle(model, work_dir / "bundle", serving=options.serving, image=options.image,
+                          with_wheels=with_wheels, on_log=on_log, progress=progress)
+    if on_log:
+        on_log(f"Build context: {bundle.path}")
+    return bundle
+
+
+def build_image(artifact: ModelArtifact, options: DeployOptions | None = None, *,
+                on_log: LogCallback | None = None,
+                progress: Progress | None = None) -> BuiltImage:
+    """Convert if needed, write the build context and build the serving image with Docker."""
+    progress = progress or quiet()
+    options = options or DeployOptions()
+    runtime = DockerRuntime()  # no engine: say so before converting anything
+    bundle = _bundle(artifact, options, with_wheels=True, on_log=on_log, progress=progress)
+    tag = options.tag or bundle.default_tag
+    image_id = runtime.build(bundle, tag, base_image=options.image.base_image, on_log=on_log,
+                             progress=progress)
+    return BuiltImage(tag, image_id, bundle, runtime)
+
+
 def deploy(artifact: ModelArtifact, options: DeployOptions | None = None, *,
            on_log: LogCallback | None = None, progress: Progress | None = None) -> Deployment:
     """Bundle, build when in Docker, run, and wait until the server is ready."""
@@ -84,23 +119,13 @@ def deploy(artifact: ModelArtifact, options: DeployOptions | None = None, *,
     choice = choose_runtime(options.runtime)
     if on_log:
         on_log(f"Runtime: {choice.name} ({choice.reason})")
-    work_dir = new_work_dir(artifact.name)
-    model = ensure_onnx(artifact, work_dir, serve_failed_parity=options.serve_failed_parity,
-                        on_log=on_log, progress=progress)
-    in_docker = choice.name == "docker"
-    bundle = write_bundle(model, work_dir / "bundle", serving=options.serving, image=options.image,
-                          with_wheels=in_docker, on_log=on_log, progress=progress)
-    if on_log:
-        on_log(f"Build context: {bundle.path}")
-    if in_docker:
-        runtime = DockerRuntime()
-        tag = options.tag or bundle.default_tag
-        runtime.build(bundle, tag, base_image=options.image.base_image, on_log=on_log,
-                      progress=progress)
-        deployment = runtime.run(tag, bundle.model_name, options.port, cpus=options.cpus,
-                                 memory=options.memory, ready_timeout=options.ready_timeout,
-                                 progress=progress)
-        deployment.bundle_path = bundle.path
+    if choice.name == "docker":
+        built = build_image(artifact, options, on_log=on_log, progress=progress)
+        deployment = built.runtime.run(built.tag, built.bundle.model_name, options.port,
+                                       cpus=options.cpus, memory=options.memory,
+                                       ready_timeout=options.ready_timeout, progress=progress)
+        deployment.bundle_path = built.bundle.path
         return deployment
+    bundle = _bundle(artifact, options, with_wheels=False, on_log=on_log, progress=progress)
     return ProcessRuntime().run(bundle, options.port, ready_timeout=options.ready_timeout,
                                 progress=progress)

@@ -8,6 +8,13 @@ the log view or to `--verbose` output.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none): libraries put the
+    reason there and a stack of context below it, which belongs in `detail`."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class StudioError(Exception):
     """Something the user can understand and act on."""
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from studio.core import artifacts, datasets, parity
 from studio.core.artifacts import ModelArtifact
-from studio.core.errors import Cancelled, StudioError
+from studio.core.errors import Cancelled, StudioError, first_line
 from studio.core.parity import ParityReport, Tolerance
 from studio.core.tasks import Progress, quiet
 from studio.core.timing import median_ms, onnx_session
@@ -317,9 +317,9 @@ class _NothingToDo(Exception):
     pass
 
 
-def _carry_metadata(source: onnx.ModelProto, output: Path, optimization: Optimization) -> None:
+def _carry_metadata(source: onnx.ModelProto, optimized: onnx.ModelProto, output: Path,
+                    optimization: Optimization) -> None:
     """Keep the source's metadata (feature names, class names) and record what was done."""
-    optimized = onnx.load(output)
     props = {p.key: p.value for p in source.metadata_props}
     props.update({p.key: p.value for p in optimized.metadata_props})
     props["slipway.optimization"] = optimization.value
@@ -360,17 +360,18 @@ def optimize(artifact: ModelArtifact, optimization: Optimization | str, output: 
         return Optimized(None, report.model_copy(update={"applicable": False, "note": str(nothing)}))
     except Exception as exc:  # onnxruntime's quantizers raise bare exceptions with their reasons
         raise OptimizationError(
-            f"{DESCRIPTIONS[optimization]} failed: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+            f"{DESCRIPTIONS[optimization]} failed: {first_line(exc)}",
             "The model may use operators the quantizer does not support; the details are in the log.",
             detail=repr(exc)) from exc
+    written = onnx.load(output)
     if optimization in (Optimization.INT8, Optimization.INT8_STATIC) \
-            and not _quantized_nodes(onnx.load(output)):
+            and not _quantized_nodes(written):
         output.unlink(missing_ok=True)
         return Optimized(None, report.model_copy(update={
             "applicable": False,
             "note": "The quantizer found nothing it could rewrite in this model; no file was written."}))
     try:
-        _carry_metadata(model, output, optimization)
+        _carry_metadata(model, written, output, optimization)
         progress.check()
 
         progress.update(0.4, "Timing the original model")
@@ -404,7 +405,6 @@ def optimize(artifact: ModelArtifact, optimization: Optimization | str, output: 
     except Exception as exc:  # onnxruntime cannot load or run what the optimizer wrote
         output.unlink(missing_ok=True)
         raise OptimizationError(
-            f"The {optimization.value} model was written but does not run: "
-            f"{str(exc).splitlines()[0] if str(exc) else exc!r}",
+            f"The {optimization.value} model was written but does not run: {first_line(exc)}",
             "Try another optimization; the details are in the log.", detail=repr(exc)) from exc
     return Optimized(optimized, report)

@@ -5,7 +5,6 @@ import sys
 
 import pytest
 
-
 CHECK_TIMEOUT_MS = 10_000
 
 

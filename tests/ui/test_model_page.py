@@ -137,8 +137,9 @@ def test_copy_puts_the_whole_sample_body_on_the_clipboard(qtbot, window, demo_mo
 
 
 def test_tensor_models_show_inputs_and_operators_without_features(qtbot, window):
-    import onnx
     from pathlib import Path
+
+    import onnx
 
     squeezenet = Path(onnx.__file__).parent / "backend/test/data/light/light_squeezenet.onnx"
     page = window.model_page

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from studio.core.errors import ModelLoadError
+from studio.core.errors import ModelLoadError, first_line
 from studio.core.isolation import run_isolated
 from studio.core.schema import OutputSpec, numeric_feature
 from studio.core.tasks import Progress
@@ -62,7 +62,7 @@ def load_native(path: Path, library: str) -> Any:
         return module.Booster(model_file=str(path))
     except Exception as exc:  # both libraries raise their own error types for bad files
         raise ModelLoadError(
-            f"'{path.name}' is not a readable {library} model: {str(exc).splitlines()[0]}",
+            f"'{path.name}' is not a readable {library} model: {first_line(exc)}",
             f"Save the model again with {library}'s save_model.",
             detail=str(exc),
         ) from exc

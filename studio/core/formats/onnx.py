@@ -19,7 +19,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import GraphProto, ModelProto, TensorProto, ValueInfoProto
 
-from studio.core.errors import ModelLoadError
+from studio.core.errors import ModelLoadError, first_line
 from studio.core.schema import (
     FeatureSpec,
     ModelMetadata,
@@ -179,17 +179,15 @@ def _check(path: Path) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(
-            f"'{path.name}' is not a valid ONNX model: {first_line}",
+            f"'{path.name}' is not a valid ONNX model: {first_line(exc)}",
             "Export the model again with a current exporter; onnx.checker must accept it.",
             detail=str(exc),
         ) from exc
 
 
-def _task_and_classes(model: ModelProto, operators: Counter[str],
+def _task_and_classes(model: ModelProto, props: dict[str, str], operators: Counter[str],
                       outputs: list[ValueInfoProto]) -> tuple[Task, list | None]:
-    props = {p.key: p.value for p in model.metadata_props}
     classes: list | None = None
     if CLASS_NAMES_PROPERTY in props:
         classes = json.loads(props[CLASS_NAMES_PROPERTY])
@@ -218,8 +216,7 @@ def _output_role(name: str, task: Task) -> str:
     return "tensor"
 
 
-def _features(model: ModelProto, inputs: list[TensorSpec]) -> list[FeatureSpec]:
-    props = {p.key: p.value for p in model.metadata_props}
+def _features(props: dict[str, str], inputs: list[TensorSpec]) -> list[FeatureSpec]:
     if FEATURES_PROPERTY in props:
         return [FeatureSpec.model_validate(f) for f in json.loads(props[FEATURES_PROPERTY])]
     if inputs and all(t.shape[1:] == [1] for t in inputs):
@@ -270,12 +267,12 @@ def inspect_onnx(path: Path, *, memory_limit: int | None = None) -> tuple[ModelS
     graph_inputs = [i for i in model.graph.input if i.name not in initializer_names]
     inputs = [TensorSpec(name=i.name, dtype=_type_text(i), shape=_shape(i)) for i in graph_inputs]
     operators = Counter(node.op_type for node in _nodes(model.graph))
-    task, classes = _task_and_classes(model, operators, list(model.graph.output))
+    props = {p.key: p.value for p in model.metadata_props}
+    task, classes = _task_and_classes(model, props, operators, list(model.graph.output))
     outputs = [
         OutputSpec(name=o.name, role=_output_role(o.name, task), dtype=_type_text(o), shape=_shape(o))
         for o in model.graph.output
     ]
-    props = {p.key: p.value for p in model.metadata_props}
     info = OnnxInfo(
         ir_version=model.ir_version,
         opsets={(o.domain or "ai.onnx"): o.version for o in model.opset_import},
@@ -293,7 +290,7 @@ def inspect_onnx(path: Path, *, memory_limit: int | None = None) -> tuple[ModelS
         name=path.stem,
         task=task,
         inputs=inputs,
-        features=_features(model, inputs),
+        features=_features(props, inputs),
         outputs=outputs,
         class_names=classes,
         metadata=ModelMetadata(

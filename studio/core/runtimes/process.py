@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,16 +96,15 @@ class ProcessRuntime:
         port = choose_port(port)
         log_path = bundle.path / "server.log"
         progress.update(None, f"Starting {bundle.model_name} as a local process on port {port}")
-        log = open(log_path, "wb")
-        process = subprocess.Popen(
-            [sys.executable, "-P", "-m", "slipway_server", "--config", str(bundle.config_path),
-             "--host", "127.0.0.1", "--port", str(port)],
-            cwd=bundle.path, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {}), "PYTHONPATH": str(bundle.server_path),
-                 "PYTHONUNBUFFERED": "1"},
-            preexec_fn=die_with_parent if os.name == "posix" else None,
-        )
-        threading.Thread(target=lambda: (process.wait(), log.close()), daemon=True).start()
+        with open(log_path, "wb") as log:  # the child keeps its own handle; ours can close
+            process = subprocess.Popen(
+                [sys.executable, "-P", "-m", "slipway_server", "--config", str(bundle.config_path),
+                 "--host", "127.0.0.1", "--port", str(port)],
+                cwd=bundle.path, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {}), "PYTHONPATH": str(bundle.server_path),
+                     "PYTHONUNBUFFERED": "1"},
+                preexec_fn=die_with_parent if os.name == "posix" else None,
+            )
         deployment = ProcessDeployment(bundle.model_name, f"http://127.0.0.1:{port}", process,
                                        log_path)
         deployment.bundle_path = bundle.path

@@ -31,7 +31,7 @@ def pretty_json(value: Any, indent: int = 0, elide: bool = False) -> str:
 class JsonView(QWidget):
     def __init__(self, title: str, parent: QWidget | None = None):
         super().__init__(parent)
-        self._full_text = ""
+        self._value: Any | None = None
         self.title = QLabel(title)
         self.title.setObjectName("sectionTitle")
         self.copy_button = QPushButton("Copy")
@@ -49,17 +49,11 @@ class JsonView(QWidget):
         layout.addWidget(self.editor)
 
     def set_value(self, value: Any | None, empty_text: str = "") -> None:
-        if value is None:
-            self._full_text = ""
-            self.editor.setPlainText(empty_text)
-            self.copy_button.setEnabled(False)
-            return
-        self._full_text = pretty_json(value)
-        self.editor.setPlainText(pretty_json(value, elide=True))
-        self.copy_button.setEnabled(True)
-
-    def text(self) -> str:
-        return self._full_text
+        self._value = value
+        self.copy_button.setEnabled(value is not None)
+        self.editor.setPlainText(empty_text if value is None else pretty_json(value, elide=True))
 
     def copy(self) -> None:
-        QGuiApplication.clipboard().setText(self._full_text)
+        """The whole body, tensors not elided: formatted only when asked for (it can be MBs)."""
+        if self._value is not None:
+            QGuiApplication.clipboard().setText(pretty_json(self._value))
