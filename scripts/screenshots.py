@@ -2,7 +2,8 @@
 
 Opens the real app offscreen on real models and saves what the window shows to docs/screenshots/:
 three views of the Model page, then the Optimize page after converting and optimizing an MLP
-trained here on scikit-learn's breast-cancer data.
+trained here on scikit-learn's breast-cancer data, then the Load and Monitor pages against the demo
+model served as a local process with its reference data, under a load test that shifts one feature.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import onnx  # noqa: E402
 from PySide6.QtCore import QSettings, QTimer  # noqa: E402
 
-from studio.ui.app import DEMO_MODEL, create_app, create_window  # noqa: E402
+from studio.ui.app import DEMO_MODEL, DEMO_REFERENCE, create_app, create_window  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -77,13 +78,68 @@ def main() -> int:
         for box in page.optimization_boxes.values():
             box.setChecked(True)
         page.reference.setText(str(source.path.with_suffix(".csv")))
-        page.run_finished.connect(lambda: (page.table.selectRow(2), save("optimize.png", app.quit)))
+        page.run_finished.connect(lambda: (page.table.selectRow(2),
+                                           save("optimize.png", load_shot)))
         page.run()
+
+    def load_shot() -> None:
+        from studio.core.artifacts import load
+        from studio.core.bundle import ServingOptions
+        from studio.core.deploy import DeployOptions, deploy
+
+        demo = load(DEMO_MODEL)
+        deployment = deploy(demo, DeployOptions(
+            runtime="process", serving=ServingOptions(reference_data=DEMO_REFERENCE)))
+        app.aboutToQuit.connect(deployment.stop)
+        window.resize(1400, 900)  # the live pages have more to show
+        window.set_current(demo)
+        window.monitor_page.attach(deployment)
+        window.load_page.set_url(deployment.url)
+        window.nav.setCurrentRow(window.pages.indexOf(window.load_page))
+        page = window.load_page
+        runs = [("Smoke", 4.0), ("Steady", 8.0)]  # the second is drawn over the first
+
+        def run_next(_report=None) -> None:
+            if not runs:
+                page.finished.disconnect(run_next)
+                save("load.png", monitor_shot)
+                return
+            preset, seconds = runs.pop(0)
+            page.preset.setCurrentText(preset)
+            page.duration.setValue(seconds)
+            page.start()
+
+        page.finished.connect(run_next)
+        run_next()
+
+    def monitor_shot() -> None:
+        import threading
+
+        from studio.core.loadtest import LoadPlan, run
+        from studio.core.payloads import bodies_for, parse_drift
+
+        page = window.monitor_page
+        window.nav.setCurrentRow(window.pages.indexOf(page))
+        page.window_choice.setCurrentIndex(0)
+        page.start()
+        schema = window.current.schema
+        steady, _ = bodies_for(schema, "/predict", "reference", DEMO_REFERENCE)
+        drifted, _ = bodies_for(schema, "/predict", "reference", DEMO_REFERENCE,
+                                [parse_drift("alcohol=+2sd")])
+
+        def traffic() -> None:
+            for bodies, seconds in ((steady, 6), (drifted, 12)):
+                run(LoadPlan(page.url.text(), payloads=bodies, mode="open", rate=200,
+                             arrival="poisson", duration_s=seconds))
+
+        sender = threading.Thread(target=traffic)
+        sender.start()
+        QTimer.singleShot(17_000, lambda: save("monitor.png", lambda: (sender.join(), app.quit())))
 
     window.model_page.artifact_loaded.connect(loaded)
     window.model_page.load_failed.connect(lambda e: (print(e, file=sys.stderr), app.exit(1)))
     QTimer.singleShot(0, next_shot)
-    QTimer.singleShot(180_000, lambda: app.exit(1))
+    QTimer.singleShot(300_000, lambda: app.exit(1))
     return app.exec()
 
 

@@ -9,6 +9,9 @@
     slipway serve MODEL [--runtime docker|process]      run it until Ctrl-C
     slipway predict URL --data '{...}'                  one request to a served model
     slipway containers [--clean]                       the containers the studio started
+    slipway load URL (--concurrency N | --rate R)      a load test (see studio/cli_load.py)
+    slipway sweep URL --slo-p99 50ms                   the highest rate meeting a p99 objective
+    slipway monitor URL [--once --json]                metrics and drift (studio/cli_monitor.py)
 
 Exit status: 0 success, 1 a build, a server or a request failed, 2 bad usage, 3 the file is not a
 model that can be loaded or converted (or the optimization cannot help it), 4 the new model was
@@ -23,7 +26,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from studio import __version__
+from studio import __version__, cli_load, cli_monitor
 from studio.core.errors import Cancelled, StudioError, TrustRequired
 from studio.core.reports import conversion_lines, optimization_lines, text_table
 from studio.core.schema import shape_text
@@ -34,7 +37,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NOT_LOADABLE = 3
 EXIT_PARITY_FAILED = 4
-COMMANDS = ("inspect", "convert", "optimize", "build", "serve", "predict", "containers")
+COMMANDS = ("inspect", "convert", "optimize", "build", "serve", "predict", "containers", "load",
+            "sweep", "monitor")
 
 
 def summary(artifact) -> str:
@@ -148,18 +152,13 @@ def _log_line(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _serving_options(args: argparse.Namespace, artifact):
+def _serving_options(args: argparse.Namespace):
     from studio.core.bundle import ServingOptions
 
-    options = ServingOptions(version=args.model_version, batching=not args.no_batching,
-                             api_key_env=args.api_key_env)
-    if getattr(args, "reference", None):
-        from studio.core.datasets import read_table
-        from studio.core.reference import build_profile
-
-        features = artifact.schema.features
-        options.reference = build_profile(read_table(args.reference, features), features)
-    return options
+    reference = getattr(args, "reference", None)
+    return ServingOptions(version=args.model_version, batching=not args.no_batching,
+                          api_key_env=args.api_key_env,
+                          reference_data=Path(reference) if reference else None)
 
 
 def _image_options(args: argparse.Namespace):
@@ -174,7 +173,7 @@ def _build(args: argparse.Namespace) -> int:
     from studio.core.deploy import DeployOptions, build_image
 
     artifact = load(args.model, trust=args.trust)
-    options = DeployOptions(tag=args.tag, serving=_serving_options(args, artifact),
+    options = DeployOptions(tag=args.tag, serving=_serving_options(args),
                             image=_image_options(args))
     built = build_image(artifact, options, on_log=_log_line)
     print(f"{built.tag} {built.image_id}")
@@ -195,7 +194,7 @@ def _serve(args: argparse.Namespace) -> int:
     options = DeployOptions(runtime=args.runtime, tag=args.tag, port=args.port, cpus=args.cpus,
                             memory=args.memory, ready_timeout=args.ready_timeout,
                             serve_failed_parity=args.serve_failed_parity,
-                            serving=_serving_options(args, artifact), image=_image_options(args))
+                            serving=_serving_options(args), image=_image_options(args))
     deployment = deploy(artifact, options, on_log=_log_line)
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop cleans up like Ctrl-C
     print(f"{deployment.name} is ready at {deployment.url} ({deployment.runtime} runtime). "
@@ -355,6 +354,8 @@ def _command_parser() -> argparse.ArgumentParser:
 
     containers = commands.add_parser("containers", help="list the containers the studio started")
     containers.add_argument("--clean", action="store_true", help="stop and remove them all")
+    cli_load.add_commands(commands)
+    cli_monitor.add_command(commands)
     containers.set_defaults(run=_containers)
     return parser
 
@@ -382,10 +383,15 @@ def _exit_status(error: StudioError) -> int:
     """3 for what cannot be loaded or converted; 1 for builds, servers and requests that failed."""
     from studio.core.bundle import BundleError
     from studio.core.client import ServerUnreachable
+    from studio.core.loadtest import LoadTestError
+    from studio.core.metrics import MetricsError
+    from studio.core.payloads import PayloadError
     from studio.core.runtimes.base import DeploymentError
 
-    if isinstance(error, (DeploymentError, BundleError, ServerUnreachable)):
+    if isinstance(error, (DeploymentError, BundleError, ServerUnreachable, MetricsError)):
         return EXIT_FAILED
+    if isinstance(error, (LoadTestError, PayloadError)):
+        return EXIT_USAGE
     return EXIT_NOT_LOADABLE
 
 
@@ -403,6 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:  # `slipway load --json | head`: the reader left, nothing to report
+            sys.stdout = None  # type: ignore[assignment]  # no flush at exit into a closed pipe
+            return EXIT_OK
     args = _app_parser().parse_args(argv)
     from studio.ui.app import run_app
 

@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from string import Template
@@ -68,6 +68,9 @@ class ServingOptions:
     api_key_env: str | None = None
     threads: int = 1
     reference: dict[str, Any] | None = None
+    """A reference profile (studio/core/reference.py); None: one is made when bundling, from
+    `reference_data` when given, else provisional bins from the schema."""
+    reference_data: Path | None = None
 
 
 def manylinux_platforms(glibc: tuple[int, int] = DEFAULT_GLIBC, arch: str = "x86_64") -> list[str]:
@@ -151,6 +154,14 @@ def serving_config(artifact: ModelArtifact, options: ServingOptions) -> dict[str
     }
 
 
+def _reference_profile(artifact: ModelArtifact, data: Path | None) -> dict[str, Any] | None:
+    from studio.core.datasets import read_table
+    from studio.core.reference import model_profile
+
+    frame = read_table(data, artifact.schema.features) if data is not None else None
+    return model_profile(artifact, frame)
+
+
 def pinned_requirements(extra: list[str] | None = None) -> list[str]:
     """The server's packages at the versions installed here (unpinned when not installed)."""
     pins = []
@@ -222,6 +233,8 @@ def write_bundle(artifact: ModelArtifact, destination: Path, *,
                           "ONNX with ONNX Runtime, never pickles.")
     destination.mkdir(parents=True, exist_ok=True)
     progress.update(0.05, "Writing the build context")
+    if serving.reference is None:
+        serving = replace(serving, reference=_reference_profile(artifact, serving.reference_data))
     config = serving_config(artifact, serving)
     shutil.copyfile(artifact.model_file, destination / "model.onnx")
     (destination / "serving.json").write_text(json.dumps(config, indent=2))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from studio.core.units import human_size
 
 
@@ -62,3 +65,15 @@ def optimization_lines(report) -> list[str]:
     if report.note:
         lines.append(f"  note     {report.note}")
     return lines + parity_lines(report.parity)
+
+
+def finite_json(value: Any) -> Any:
+    """`value` with every NaN and infinity made None: JSON has no NaN, and an unmeasured figure
+    is null in a report, not a number."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value

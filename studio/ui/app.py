@@ -16,6 +16,8 @@ from studio.ui.main_window import MainWindow
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 DEMO_MODEL = RESOURCES / "demo" / "wine_classifier.onnx"
+DEMO_REFERENCE = DEMO_MODEL.parent / "wine_reference.csv"
+"""The rows the demo model was trained on: its drift reference."""
 ORGANIZATION = "Slipway"
 APPLICATION = "Slipway Studio"
 
@@ -46,7 +48,8 @@ def create_app(argv: list[str] | None = None) -> QApplication:
 
 def create_window(settings: QSettings | None = None) -> MainWindow:
     return MainWindow(settings or QSettings(ORGANIZATION, APPLICATION),
-                      demo_model=DEMO_MODEL if DEMO_MODEL.exists() else None)
+                      demo_model=DEMO_MODEL if DEMO_MODEL.exists() else None,
+                      demo_reference=DEMO_REFERENCE if DEMO_REFERENCE.exists() else None)
 
 
 def has_screen() -> bool:

@@ -28,7 +28,9 @@ from PySide6.QtWidgets import (
 from studio import __version__
 from studio.core.artifacts import ModelArtifact
 from studio.core.runtimes.docker import EngineStatus, engine_status
+from studio.ui.pages.load_page import LoadPage
 from studio.ui.pages.model_page import ModelPage
+from studio.ui.pages.monitor_page import MonitorPage
 from studio.ui.pages.optimize_page import OptimizePage
 from studio.ui.pages.probe_page import ProbePage
 from studio.ui.pages.serve_page import ServePage
@@ -42,8 +44,6 @@ MODEL_FILTER = ("Models (*.onnx *.joblib *.pkl *.pickle *.skops *.json *.ubj *.t
                 "All files (*)")
 
 STAGES = [
-    ("Load", "One-click load tests with live latency and throughput charts."),
-    ("Monitor", "Live server metrics and input drift from the model's metrics endpoint."),
     ("Compare", "Two model versions side by side, offline and live."),
     ("Export", "Compose, Kubernetes and KServe manifests that pass validation."),
 ]
@@ -55,10 +55,12 @@ class MainWindow(QMainWindow):
     current_changed = Signal(object)
     """The ModelArtifact every stage now works with."""
 
-    def __init__(self, settings: QSettings, demo_model: Path | None = None):
+    def __init__(self, settings: QSettings, demo_model: Path | None = None,
+                 demo_reference: Path | None = None):
         super().__init__()
         self.settings = settings
         self.demo_model = demo_model
+        self.demo_reference = demo_reference
         self.engine: EngineStatus | None = None
         self.current: ModelArtifact | None = None
         self.setWindowTitle("Slipway Studio")
@@ -84,6 +86,14 @@ class MainWindow(QMainWindow):
         self.probe_page.log_requested.connect(self.show_log)
         self.serve_page.deployment_ready.connect(lambda d: self.probe_page.set_url(d.url))
 
+        self.load_page = LoadPage(self.runner)
+        self.load_page.log_requested.connect(self.show_log)
+        self.serve_page.deployment_ready.connect(lambda d: self.load_page.set_url(d.url))
+
+        self.monitor_page = MonitorPage(self.runner)
+        self.monitor_page.log_requested.connect(self.show_log)
+        self.serve_page.deployment_ready.connect(self.monitor_page.attach)
+
         self.nav = QListWidget()
         self.nav.setObjectName("nav")
         self.nav.setFixedWidth(150)
@@ -92,6 +102,8 @@ class MainWindow(QMainWindow):
         self._add_page("Optimize", self.optimize_page)
         self._add_page("Serve", self.serve_page)
         self._add_page("Probe", self.probe_page)
+        self._add_page("Load", self.load_page)
+        self._add_page("Monitor", self.monitor_page)
         for title, description in STAGES:
             self._add_page(title, StagePage(title, description))
         self.nav.currentRowChanged.connect(self.pages.setCurrentIndex)
@@ -233,6 +245,10 @@ class MainWindow(QMainWindow):
         self.optimize_page.set_source(artifact)
         self.serve_page.set_source(artifact)
         self.probe_page.set_source(artifact)
+        self.load_page.set_source(artifact)
+        if self.demo_reference is not None and artifact.path == self.demo_model \
+                and not self.serve_page.reference.text():
+            self.serve_page.reference.setText(str(self.demo_reference))  # drift works out of the box
         self.current_changed.emit(artifact)
 
     def show_log(self) -> None:

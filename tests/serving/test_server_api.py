@@ -270,3 +270,20 @@ async def test_overload_gives_503_with_retry_after(iris_logreg, gate):
             gate.open()
         assert [r.status_code for r in results] == [200, 200]
         assert (await client.post("/predict", json={"features": row})).status_code == 200
+
+
+async def test_schema_and_reference_routes_give_what_the_server_was_configured_with(iris_logreg):
+    reference = {"rows": 3, "features": {"sepal_length": {
+        "kind": "numeric", "edges": [5.0, 6.0], "counts": [1, 1, 1]}}}
+    async with iris_logreg.serve(reference=reference) as (_app, client):
+        schema = (await client.get("/schema")).json()
+        assert [f["name"] for f in schema["features"]][0] == "sepal_length"
+        assert schema == iris_logreg.config["schema"]
+        assert (await client.get("/reference")).json() == reference
+
+
+async def test_reference_route_says_when_the_server_has_no_profile(iris_logreg):
+    async with iris_logreg.serve() as (_app, client):
+        answer = await client.get("/reference")
+        assert answer.status_code == 404
+        assert "without a reference profile" in answer.json()["error"]

@@ -106,6 +106,9 @@ class SlipwayApp(Starlette):
             "v2": orjson.dumps({"name": "slipway", "version": __version__, "extensions": []}),
             "v2_live": orjson.dumps({"live": True}),
             "metadata": orjson.dumps(model.metadata()),
+            "schema": orjson.dumps(settings.schema) if settings.schema is not None else None,
+            "reference": (orjson.dumps(settings.reference) if settings.reference is not None
+                          else None),
         }
         self._model_tag = {"model": model.name, "version": model.version}
         # path -> (route label, methods, handler, open: no auth and no concurrency limit)
@@ -118,6 +121,8 @@ class SlipwayApp(Starlette):
             "/predict": ("/predict", ("POST",), self._predict, False),
             "/predict/batch": ("/predict/batch", ("POST",), self._predict_batch, False),
             "/v2": ("/v2", ("GET",), self._v2_server, False),
+            "/schema": ("/schema", ("GET",), self._schema, False),
+            "/reference": ("/reference", ("GET",), self._reference, False),
             "/openapi.json": ("/openapi.json", ("GET",), self._openapi, False),
             "/docs": ("/docs", ("GET",), self._docs, False),
         }
@@ -361,6 +366,19 @@ class SlipwayApp(Starlette):
 
     async def _openapi(self, scope: dict, receive: Callable, params: Any) -> tuple:
         return 200, self._static["openapi"], JSON_TYPE
+
+    async def _schema(self, scope: dict, receive: Callable, params: Any) -> tuple:
+        """The studio's ModelSchema of the served model: load tests build valid rows from it."""
+        if self._static["schema"] is None:
+            return 404, _error_body("this server was started without a model schema"), JSON_TYPE
+        return 200, self._static["schema"], JSON_TYPE
+
+    async def _reference(self, scope: dict, receive: Callable, params: Any) -> tuple:
+        """The reference profile the feature histograms in /metrics are binned on."""
+        if self._static["reference"] is None:
+            return 404, _error_body("this server was built without a reference profile; "
+                                    "attach a dataset when bundling"), JSON_TYPE
+        return 200, self._static["reference"], JSON_TYPE
 
     async def _docs(self, scope: dict, receive: Callable, params: Any) -> tuple:
         return 200, self._static["docs"], HTML_TYPE

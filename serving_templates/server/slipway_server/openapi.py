@@ -237,6 +237,20 @@ def build_openapi(model: Model, settings: Settings, *, auth: bool) -> dict[str, 
             {"200": {"description": "Prometheus text exposition.",
                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
             secured=False, operation_id="metrics")},
+        "/schema": {"get": operation(
+            "The model's schema", "monitoring",
+            {"200": _json_body({"type": "object"}, "Slipway Studio's ModelSchema of the model.")}
+            | {"404": _error("Started without a schema.")}
+            | ({"401": common["401"]} if auth else {}),
+            operation_id="schema", description="Features, inputs and outputs: load tests "
+                                               "make valid rows from it.")},
+        "/reference": {"get": operation(
+            "The reference profile", "monitoring",
+            {"200": _json_body({"type": "object"}, "Per-feature bin edges and counts.")}
+            | {"404": _error("Built without a reference profile.")}
+            | ({"401": common["401"]} if auth else {}),
+            operation_id="reference", description="The bins /metrics counts served feature "
+                                                  "values into: drift is measured against it.")},
     }
     if model.codec is not None:
         sample = {f.name: f.example_value() for f in model.features}

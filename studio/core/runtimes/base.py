@@ -6,6 +6,7 @@ import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -55,6 +56,14 @@ def check_port_free(port: int) -> None:
                 detail=repr(exc)) from exc
 
 
+@dataclass(frozen=True)
+class ResourceUsage:
+    cpu_seconds: float
+    """CPU time used since the start: a counter, so a rate of it is cores in use."""
+    memory_bytes: float
+    memory_limit_bytes: float | None
+
+
 class Deployment(ABC):
     """A served model. `url` answers the serving contract once `state` is READY."""
 
@@ -82,6 +91,11 @@ class Deployment(ABC):
     @abstractmethod
     def _stop(self, timeout: float) -> None:
         ...
+
+    def usage(self) -> ResourceUsage | None:
+        """What the runtime itself measures of the server's CPU and memory (None: nothing beyond
+        the server's own process metrics)."""
+        return None
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.state != DeploymentState.STOPPED:

@@ -13,6 +13,7 @@ from studio.core.runtimes.base import (
     Deployment,
     DeploymentError,
     DeploymentState,
+    ResourceUsage,
     choose_port,
 )
 from studio.core.tasks import Progress, quiet
@@ -202,6 +203,18 @@ class DockerDeployment(Deployment):
                 return "ran out of memory (raise the memory limit)"
             return f"exited with status {state.get('ExitCode')}"
         return None
+
+    def usage(self) -> ResourceUsage | None:
+        """The container's CPU time and memory from the engine's stats (one sample, no wait)."""
+        try:
+            stats = self.container.stats(stream=False, one_shot=True)
+            cpu_ns = stats["cpu_stats"]["cpu_usage"]["total_usage"]
+            memory = stats["memory_stats"]
+            # The engine's own "used" figure leaves out the reclaimable page cache.
+            used = memory["usage"] - memory.get("stats", {}).get("inactive_file", 0)
+        except Exception:  # the container stopped, or the engine went away: no sample this time
+            return None
+        return ResourceUsage(cpu_ns / 1e9, float(used), float(memory.get("limit") or 0) or None)
 
     def logs(self, tail: int = 200) -> str:
         try:

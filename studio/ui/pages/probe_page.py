@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPlainTextEdit,
@@ -32,8 +31,8 @@ from studio.core.artifacts import ModelArtifact
 from studio.core.bundle import served_name
 from studio.core.client import ModelClient, Reply, curl_command
 from studio.core.errors import StudioError
-from studio.ui.widgets.error_banner import ErrorBanner
 from studio.ui.widgets.json_view import pretty_json
+from studio.ui.widgets.page_parts import error_banner, page_title, server_url_field
 from studio.ui.workers import TaskRunner
 
 GET_ROUTES = ("/health", "/ready", "/metrics", "/v2", "/v2/models/{name}")
@@ -71,13 +70,9 @@ class ProbePage(QWidget):
         self.source: ModelArtifact | None = None
         self.history: list[SentRequest] = []
 
-        title = QLabel("Probe")
-        title.setObjectName("modelTitle")
-        self.error_banner = ErrorBanner()
-        self.error_banner.show_log_requested.connect(self.log_requested)
-        self.url = QLineEdit()
-        self.url.setPlaceholderText("http://127.0.0.1:8000 (filled in when the Serve page runs "
-                                    "a model)")
+        title = page_title("Probe")
+        self.error_banner = error_banner(self.log_requested)
+        self.url = server_url_field()
         self.route = QComboBox()
         self.route.setEditable(True)
         self.route.currentTextChanged.connect(self._route_changed)

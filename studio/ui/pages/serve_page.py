@@ -6,12 +6,15 @@ stopping) runs through the TaskRunner; log lines cross to the GUI thread through
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -119,11 +122,22 @@ class ServePage(QWidget):
         self.memory.setPlaceholderText("no limit (e.g. 512m)")
         self.batching = QCheckBox("Micro-batch concurrent requests")
         self.batching.setChecked(True)
+        self.reference = QLineEdit()
+        self.reference.setPlaceholderText("optional: CSV, Parquet or .npy the model was trained on")
+        self.reference.setToolTip("Drift on the Monitor page is measured against this data. "
+                                  "Without it, the first live requests are the baseline.")
+        browse = QPushButton("…")
+        browse.setFixedWidth(32)
+        browse.clicked.connect(self._choose_reference)
+        reference_row = QHBoxLayout()
+        reference_row.addWidget(self.reference, 1)
+        reference_row.addWidget(browse)
         left = QFormLayout()
         left.addRow("Runtime", self.runtime)
         left.addRow("", self.runtime_reason)
         left.addRow("Image tag", self.tag)
         left.addRow("Base image", self.base_image)
+        left.addRow("Reference data", reference_row)
         right = QFormLayout()
         right.addRow("Port on 127.0.0.1", self.port)
         right.addRow("CPUs", self.cpus)
@@ -199,7 +213,7 @@ class ServePage(QWidget):
         self.stop_button.setEnabled(busy or running)
         self.copy_url.setEnabled(running)
         for widget in (self.runtime, self.tag, self.base_image, self.port, self.cpus, self.memory,
-                       self.batching):
+                       self.batching, self.reference):
             widget.setEnabled(not busy and not running)
 
     def _set_state(self, state: DeploymentState, detail: str = "") -> None:
@@ -218,9 +232,17 @@ class ServePage(QWidget):
             port=self.port.value() or None,
             cpus=self.cpus.value() or None,
             memory=self.memory.text().strip() or None,
-            serving=ServingOptions(batching=self.batching.isChecked()),
+            serving=ServingOptions(batching=self.batching.isChecked(),
+                                   reference_data=Path(self.reference.text().strip())
+                                   if self.reference.text().strip() else None),
             image=ImageOptions(base_image=self.base_image.text().strip() or DEFAULT_BASE_IMAGE),
         )
+
+    def _choose_reference(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Reference data", "",
+                                              "Datasets (*.csv *.parquet *.pq *.npy)")
+        if path:
+            self.reference.setText(path)
 
     # --- actions -------------------------------------------------------------------------------
 

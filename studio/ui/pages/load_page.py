@@ -1,0 +1,461 @@
+"""The Load page: one click runs a load test against the current deployment, with live charts.
+
+Presets fill the plan form (smoke, steady, sweep, spike); everything else is the form. The test
+runs off the GUI thread (studio/core/loadtest.py); its 250 ms snapshots cross to the GUI thread by
+a queued signal and extend the throughput and latency charts. Cancel ends the run within a fraction
+of a second and still shows what was measured. A finished run can be laid over the next one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core import loadreport
+from studio.core.artifacts import ModelArtifact
+from studio.core.bundle import served_name
+from studio.core.errors import StudioError
+from studio.core.loadtest import LoadPlan, LoadReport, Snapshot, SweepReport, SweepStep, run, sweep
+from studio.core.payloads import bodies_for, fetch_schema, parse_drift
+from studio.ui.widgets.charts import SeriesChart
+from studio.ui.widgets.page_parts import error_banner, page_title, server_url_field
+from studio.ui.workers import TaskHandle, TaskRunner
+
+ROUTES = ("/predict", "/predict/batch", "/v2/models/{name}/infer")
+PAYLOAD_SOURCES = (("Random valid rows from the schema", "random"),
+                   ("The model's sample request", "sample"),
+                   ("Rows of a reference dataset", "reference"))
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    mode: str  # closed, open or sweep
+    connections: int
+    duration_s: float
+    warmup_s: float = 0.0
+    rate: float = 200.0
+
+
+PRESETS = (
+    Preset("Steady", "16 connections for 15 s after a 1 s warm-up: typical throughput and latency",
+           "closed", 16, 15.0, 1.0),
+    Preset("Smoke", "2 connections for 5 s: does it answer under light load", "closed", 2, 5.0),
+    Preset("Sweep", "step the arrival rate up until p99 breaks the objective: find the knee",
+           "sweep", 64, 3.0),
+    Preset("Spike", "128 connections at once for 10 s, no warm-up: a sudden crowd",
+           "closed", 128, 10.0),
+)
+
+
+class _Relay(QObject):
+    """Carries snapshots and sweep steps from the test's thread to the GUI thread."""
+
+    snapshot = Signal(object)
+    step = Signal(object)
+
+
+class LoadPage(QWidget):
+    finished = Signal(object)
+    """The LoadReport or SweepReport of a run that ended (also when cancelled)."""
+    log_requested = Signal()
+
+    def __init__(self, runner: TaskRunner, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.runner = runner
+        self.source: ModelArtifact | None = None
+        self.task: TaskHandle | None = None
+        self.report: LoadReport | SweepReport | None = None
+        self.previous: LoadReport | None = None
+        self.snapshots: list[Snapshot] = []
+        self.steps: list[SweepStep] = []
+        self.relay = _Relay(self)
+        self.relay.snapshot.connect(self._on_snapshot)
+        self.relay.step.connect(self._on_step)
+
+        title = page_title("Load test")
+        self.error_banner = error_banner(self.log_requested)
+
+        self.url = server_url_field()
+        self.route = QComboBox()
+        self.route.setEditable(True)
+        self.preset = QComboBox()
+        for preset in PRESETS:
+            self.preset.addItem(preset.name)
+        self.preset.addItem("Custom")
+        self.preset.currentIndexChanged.connect(self._preset_chosen)
+        self.run_button = QPushButton("Run load test")
+        self.run_button.setDefault(True)
+        self.run_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.export_button = QPushButton("Export report…")
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(self.choose_export)
+        self.overlay = QCheckBox("Overlay previous run")
+        self.overlay.setChecked(True)
+        self.overlay.toggled.connect(self._draw_previous)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("URL"))
+        top.addWidget(self.url, 3)
+        top.addWidget(self.route, 2)
+        top.addWidget(self.preset)
+        top.addWidget(self.run_button)
+        top.addWidget(self.cancel_button)
+        self.preset_note = QLabel()
+        self.preset_note.setObjectName("hint")
+
+        self.form = self._build_form()
+        self.status = QLabel("Choose a preset and run; the charts fill as the test goes.")
+        self.status.setObjectName("sectionTitle")
+        self.throughput_chart = SeriesChart("Throughput", "req/s")
+        self.latency_chart = SeriesChart("Latency (per 250 ms)", "ms")
+        charts = QSplitter(Qt.Orientation.Vertical)
+        charts.addWidget(self.throughput_chart)
+        charts.addWidget(self.latency_chart)
+
+        self.summary = QLabel()
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.summary.setWordWrap(True)
+        self.summary.setAlignment(Qt.AlignmentFlag.AlignTop)
+        side = QWidget()
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(0, 0, 0, 0)
+        side_layout.addWidget(self.form)
+        side_layout.addWidget(self.summary, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.overlay)
+        buttons.addStretch(1)
+        buttons.addWidget(self.export_button)
+        side_layout.addLayout(buttons)
+
+        body = QSplitter(Qt.Orientation.Horizontal)
+        body.addWidget(side)
+        body.addWidget(charts)
+        body.setSizes([380, 720])
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(title)
+        layout.addWidget(self.error_banner)
+        layout.addLayout(top)
+        layout.addWidget(self.preset_note)
+        layout.addWidget(self.status)
+        layout.addWidget(body, 1)
+        self._preset_chosen(0)
+        self.set_source(None)
+
+    # --- the form ------------------------------------------------------------------------------
+
+    def _build_form(self) -> QWidget:
+        form = QWidget()
+        grid = QFormLayout(form)
+        grid.setContentsMargins(0, 0, 0, 0)
+        self.mode = QComboBox()
+        self.mode.addItem("Closed loop (N workers)", "closed")
+        self.mode.addItem("Open loop (arrival rate)", "open")
+        self.mode.addItem("Rate sweep (find the knee)", "sweep")
+        self.connections = QSpinBox()
+        self.connections.setRange(1, 1024)
+        self.rate = QDoubleSpinBox()
+        self.rate.setRange(1, 1_000_000)
+        self.rate.setDecimals(0)
+        self.rate.setSuffix(" req/s")
+        self.poisson = QCheckBox("Poisson arrivals")
+        self.duration = QDoubleSpinBox()
+        self.duration.setRange(0.5, 3600)
+        self.duration.setSuffix(" s")
+        self.warmup = QDoubleSpinBox()
+        self.warmup.setRange(0, 600)
+        self.warmup.setSuffix(" s")
+        self.timeout = QDoubleSpinBox()
+        self.timeout.setRange(0.1, 120)
+        self.timeout.setValue(5.0)
+        self.timeout.setSuffix(" s")
+        self.slo = QDoubleSpinBox()
+        self.slo.setRange(0.1, 60_000)
+        self.slo.setValue(50.0)
+        self.slo.setSuffix(" ms")
+        self.payload = QComboBox()
+        for label, key in PAYLOAD_SOURCES:
+            self.payload.addItem(label, key)
+        self.reference = QLineEdit()
+        self.reference.setPlaceholderText("CSV, Parquet or .npy file")
+        browse = QPushButton("…")
+        browse.setFixedWidth(32)
+        browse.clicked.connect(self._choose_reference)
+        reference_row = QGridLayout()
+        reference_row.setContentsMargins(0, 0, 0, 0)
+        reference_row.addWidget(self.reference, 0, 0)
+        reference_row.addWidget(browse, 0, 1)
+        self.drift = QLineEdit()
+        self.drift.setPlaceholderText("e.g. alcohol=+2sd; ash=*1.5")
+        grid.addRow("Mode", self.mode)
+        grid.addRow("Connections", self.connections)
+        rate_row = QHBoxLayout()
+        rate_row.addWidget(self.rate, 1)
+        rate_row.addWidget(self.poisson)
+        grid.addRow("Rate", rate_row)
+        grid.addRow("Duration (sweep: per step)", self.duration)
+        grid.addRow("Warm-up", self.warmup)
+        grid.addRow("Timeout", self.timeout)
+        grid.addRow("Sweep objective p99", self.slo)
+        grid.addRow("Payload", self.payload)
+        grid.addRow("Reference data", reference_row)
+        grid.addRow("Drift", self.drift)
+        for widget in (self.mode, self.payload):
+            widget.currentIndexChanged.connect(self._form_edited)
+        for spin in (self.connections, self.rate, self.duration, self.warmup):
+            spin.valueChanged.connect(self._form_edited)
+        self.mode.currentIndexChanged.connect(self._enable_fields)
+        self.payload.currentIndexChanged.connect(self._enable_fields)
+        return form
+
+    def _preset_chosen(self, index: int) -> None:
+        if index >= len(PRESETS):
+            self.preset_note.setText("Custom: the form below is the plan.")
+            return
+        preset = PRESETS[index]
+        self._filling = True
+        self.mode.setCurrentIndex(self.mode.findData(preset.mode))
+        self.connections.setValue(preset.connections)
+        self.duration.setValue(preset.duration_s)
+        self.warmup.setValue(preset.warmup_s)
+        self.rate.setValue(preset.rate)
+        self._filling = False
+        self.preset_note.setText(f"{preset.name}: {preset.description}.")
+        self._enable_fields()
+
+    def _form_edited(self) -> None:
+        if not getattr(self, "_filling", False) and self.preset.currentIndex() < len(PRESETS):
+            self.preset.blockSignals(True)
+            self.preset.setCurrentIndex(len(PRESETS))
+            self.preset.blockSignals(False)
+            self.preset_note.setText("Custom: the form below is the plan.")
+
+    def _enable_fields(self) -> None:
+        mode = self.mode.currentData()
+        self.rate.setEnabled(mode == "open")
+        self.poisson.setEnabled(mode == "open")
+        self.slo.setEnabled(mode == "sweep")
+        self.warmup.setEnabled(mode != "sweep")
+        self.reference.setEnabled(self.payload.currentData() == "reference")
+
+    def _choose_reference(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Reference data", "",
+                                              "Datasets (*.csv *.parquet *.pq *.npy)")
+        if path:
+            self.reference.setText(path)
+            self.payload.setCurrentIndex(self.payload.findData("reference"))
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def set_source(self, artifact: ModelArtifact | None) -> None:
+        self.source = artifact
+        name = served_name(artifact) if artifact else "{name}"
+        current = self.route.currentText()
+        self.route.clear()
+        for route in ROUTES:
+            self.route.addItem(route.replace("{name}", name))
+        if current and not current.endswith("/infer"):
+            self.route.setCurrentText(current)
+
+    def set_url(self, url: str) -> None:
+        self.url.setText(url)
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None
+
+    def plan(self) -> tuple[LoadPlan, str, float]:
+        """The plan from the form, with the sweep objective; bodies are made when it runs."""
+        url = self.url.text().strip()
+        if not url:
+            raise StudioError("There is no URL to load.",
+                              "Run the model on the Serve page, or type a server's URL.")
+        mode = self.mode.currentData()
+        plan = LoadPlan(url=url, route=self.route.currentText().strip() or "/predict",
+                        mode="closed" if mode == "sweep" else mode,
+                        connections=self.connections.value(),
+                        rate=self.rate.value() if mode == "open" else None,
+                        arrival="poisson" if self.poisson.isChecked() else "constant",
+                        duration_s=self.duration.value(),
+                        warmup_s=self.warmup.value() if mode != "sweep" else 0.0,
+                        timeout_s=self.timeout.value())
+        plan.payloads = [b"{}"]  # checked without bodies; the run makes the real ones
+        plan.check()
+        plan.payloads = []
+        return plan, mode, self.slo.value()
+
+    # --- running -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.running:
+            return
+        try:
+            plan, mode, slo = self.plan()
+            drifts = [parse_drift(t) for t in self.drift.text().replace(",", ";").split(";")
+                      if t.strip()]
+        except StudioError as error:
+            self.error_banner.show_error(error)
+            return
+        self.error_banner.hide()
+        source, reference = self.payload.currentData(), self.reference.text().strip() or None
+        schema = self.source.schema if self.source is not None else None
+        if self.report is not None and isinstance(self.report, LoadReport):
+            self.previous = self.report
+        self.report = None
+        self.snapshots, self.steps = [], []
+        self.throughput_chart.clear_series()
+        self.latency_chart.clear_series()
+        sweeping = mode == "sweep"
+        self.latency_chart.getPlotItem().setLabel("bottom", "offered req/s" if sweeping
+                                                  else "seconds")
+        self.throughput_chart.getPlotItem().setLabel("bottom", "offered req/s" if sweeping
+                                                     else "seconds")
+        self._draw_previous()
+        self.summary.clear()
+        self.export_button.setEnabled(False)
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.status.setText(f"Preparing requests for {plan.url}{plan.route}…")
+
+        relay = self.relay
+
+        def work(progress):
+            model = schema or fetch_schema(plan.url)
+            plan.payloads, plan.payload_label = bodies_for(model, plan.route, source, reference,
+                                                           drifts)
+            if sweeping:
+                return sweep(plan, slo, step_s=plan.duration_s or 3.0, progress=progress,
+                             on_step=relay.step.emit, on_snapshot=relay.snapshot.emit)
+            return run(plan, progress, on_snapshot=relay.snapshot.emit)
+
+        task = self.runner.submit(work, name="Load test", on_result=self._done,
+                                  on_error=self._failed, on_finish=lambda: self._finished(task))
+        self.task = task
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.status.setText("Cancelling…")
+            self.task.cancel()
+
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        if self.mode.currentData() == "sweep":
+            self.status.setText(f"Sweep step: {snapshot.throughput:,.0f} req/s, "
+                                f"p99 {snapshot.overall.p99_ms:.1f} ms so far")
+            return
+        if snapshot.warming_up:
+            self.status.setText(f"Warming up… {-snapshot.elapsed_s:.1f} s left")
+            return
+        self.snapshots.append(snapshot)
+        times = [s.elapsed_s for s in self.snapshots]
+        self.throughput_chart.set_series("ok", times, [s.throughput for s in self.snapshots])
+        self.throughput_chart.set_series("errors", times, [s.error_rate for s in self.snapshots])
+        for name in ("p50", "p95", "p99"):
+            self.latency_chart.set_series(name, times, [getattr(s.interval, f"{name}_ms")
+                                                        for s in self.snapshots])
+        overall = snapshot.overall
+        self.status.setText(
+            f"{snapshot.elapsed_s:.1f} s: {snapshot.throughput:,.0f} req/s, p50 "
+            f"{overall.p50_ms:.2f} ms, p99 {overall.p99_ms:.2f} ms, {snapshot.errors:,} errors, "
+            f"{snapshot.inflight} in flight")
+
+    def _on_step(self, step: SweepStep) -> None:
+        self.steps.append(step)
+        self.steps.sort(key=lambda s: s.rate)
+        rates = [s.rate for s in self.steps]
+        self.throughput_chart.set_series("ok", rates, [s.throughput for s in self.steps])
+        self.latency_chart.set_series("p50", rates, [s.p50_ms for s in self.steps])
+        self.latency_chart.set_series("p99", rates, [s.p99_ms for s in self.steps])
+        verdict = "met" if step.met else f"missed ({step.reason})"
+        self.status.setText(f"{step.rate:,.0f} req/s offered: {verdict}")
+
+    def _draw_previous(self) -> None:
+        for chart in (self.throughput_chart, self.latency_chart):
+            for name in [n for n in chart.lines if n.startswith("previous")]:
+                chart.remove_series(name)
+        previous = self.previous
+        if previous is None or not self.overlay.isChecked() or self.mode.currentData() == "sweep":
+            return
+        times = [s.elapsed_s for s in previous.timeline]
+        self.throughput_chart.set_series("previous ok", times,
+                                         [s.throughput for s in previous.timeline])
+        self.latency_chart.set_series("previous p99", times,
+                                      [s.interval.p99_ms for s in previous.timeline])
+
+    def _done(self, report: LoadReport | SweepReport) -> None:
+        self.report = report
+        self.export_button.setEnabled(True)
+        if isinstance(report, SweepReport):
+            knee = (f"{report.knee_rate:,.0f} req/s" if report.knee_rate is not None
+                    else "none (the first step already missed)")
+            self.status.setText(f"Sweep {'cancelled' if report.cancelled else 'done'}: highest "
+                                f"rate meeting p99 ≤ {report.slo_p99_ms:g} ms is {knee}.")
+            rows = [(f"{s.rate:,.0f} req/s", f"p99 {s.p99_ms:.1f} ms, "
+                     + ("met" if s.met else s.reason)) for s in report.steps]
+        else:
+            self.status.setText(("Cancelled: " if report.cancelled else "Done: ") + report.plan)
+            rows = loadreport.summary_rows(report)
+            rows += [(f"{count:,} × {kind}", report.error_samples.get(kind, "")[:160])
+                     for kind, count in report.errors_by_kind.items()]
+        self.summary.setText("<table>" + "".join(
+            f"<tr><td><b>{label}</b>&nbsp;&nbsp;</td><td>{text}</td></tr>"
+            for label, text in rows) + "</table>")
+        self._finished(self.task)  # ready for the next run before anyone hears of this one
+        self.finished.emit(report)
+
+    def _failed(self, error: StudioError) -> None:
+        self.status.setText("The load test could not run.")
+        self.error_banner.show_error(error)
+
+    def _finished(self, task: TaskHandle | None) -> None:
+        if task is not self.task:
+            return  # a run that already wrapped up; a newer one may be going
+        self.task = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    # --- export --------------------------------------------------------------------------------
+
+    def choose_export(self) -> None:
+        if self.report is None:
+            return
+        kinds = "HTML report (*.html);;JSON (*.json)"
+        if isinstance(self.report, LoadReport):
+            kinds += ";;CSV timeline (*.csv)"
+        path, _ = QFileDialog.getSaveFileName(self, "Export the report", "load-report.html", kinds)
+        if path:
+            self.export(path)
+
+    def export(self, path: str | Path) -> Path | None:
+        if self.report is None:
+            return None
+        try:
+            written = loadreport.save(self.report, path)
+        except (ValueError, OSError) as exc:
+            self.error_banner.show_error(StudioError(f"Cannot write the report: {exc}",
+                                                     "Choose a .html, .json or .csv file."))
+            return None
+        self.status.setText(f"Report written to {written}.")
+        return written
+
