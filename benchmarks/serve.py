@@ -106,7 +106,8 @@ class BenchModel:
     expected_label: int
 
 
-def train_models(work: Path) -> list[BenchModel]:
+def train_models(work: Path, keys: tuple[str, ...] = ("forest", "mlp")) -> list[BenchModel]:
+    """The benchmark models named in `keys` ("forest", "mlp"), trained and saved under `work`."""
     specs = [
         ("forest", "RandomForest", "RandomForest, 100 trees, 20 features", 20,
          RandomForestClassifier(n_estimators=100, random_state=0)),
@@ -115,6 +116,8 @@ def train_models(work: Path) -> list[BenchModel]:
     ]
     models = []
     for key, short, title, n_features, estimator in specs:
+        if key not in keys:
+            continue
         X, y = make_classification(n_samples=2000, n_features=n_features,
                                    n_informative=n_features // 2, random_state=0)
         with warnings.catch_warnings():
@@ -139,6 +142,8 @@ class Server:
     body: bytes
     stop: Any
     note: str = ""
+    pid: int | None = None
+    """The server's process, when it runs as one on this machine (for its CPU use)."""
 
 
 def _get(url: str, timeout: float = 2.0) -> int:
@@ -212,7 +217,8 @@ def start_slipway(model: BenchModel, logs: Path) -> Server:
     artifact = load(model.path, trust=True)
     deployment = deploy(artifact, DeployOptions(runtime="process"), on_log=log)
     return Server("slipway", f"{deployment.url}/predict", features_body(model),
-                  deployment.stop, "deploy(runtime='process'): ONNX Runtime, default options")
+                  deployment.stop, "deploy(runtime='process'): ONNX Runtime, default options",
+                  pid=getattr(deployment, "pid", None))
 
 
 def start_bare(logs: Path) -> Server:
@@ -221,7 +227,7 @@ def start_bare(logs: Path) -> Server:
         [sys.executable, str(HERE / "bare_asgi.py"), "--host", "127.0.0.1", "--port", str(port)],
         cwd=HERE, log_path=logs / "bare.log", ready_url=f"http://127.0.0.1:{port}/")
     return Server("bare", f"http://127.0.0.1:{port}/predict", b"", lambda: stop_process(process),
-                  "Slipway's uvicorn options")
+                  "Slipway's uvicorn options", pid=process.pid)
 
 
 def mlserver_version() -> str | None:
@@ -745,21 +751,25 @@ def machine_facts(versions: dict[str, str]) -> str:
     return f"{os.cpu_count()} cores ({cpu}), " + ", ".join(f"{k} {v}" for k, v in versions.items())
 
 
+def wrk_version() -> str:
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    version = re.search(r"wrk (\S+)", wrk.stdout + wrk.stderr)
+    return version.group(1) if version else "?"
+
+
 def collect_versions(mlserver_note: str, docker_result: dict[str, Any] | None) -> dict[str, str]:
     import fastapi
     import onnxruntime
     import sklearn
     import uvicorn
 
-    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
-    wrk_version = re.search(r"wrk (\S+)", wrk.stdout + wrk.stderr)
     versions = {"Python": platform.python_version(), "scikit-learn": sklearn.__version__,
                 "ONNX Runtime": onnxruntime.__version__, "uvicorn": uvicorn.__version__,
                 "FastAPI": fastapi.__version__}
     version = mlserver_version()
     if version:
         versions["MLServer"] = version
-    versions["wrk"] = wrk_version.group(1) if wrk_version else "?"
+    versions["wrk"] = wrk_version()
     if docker_result and "docker_version" in docker_result:
         versions["Docker"] = docker_result["docker_version"]
     return versions
@@ -876,9 +886,11 @@ def reading(report: dict[str, Any], results: list[WrkResult],
     return text
 
 
-def write_doc(text: str) -> None:
+def write_doc(text: str, name: str = SECTION) -> None:
+    """Replace the section between `<!-- name:start -->` and `<!-- name:end -->` in
+    docs/benchmarks.md with `text`, or append it."""
     current = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"<!-- {SECTION}:start -->.*?<!-- {SECTION}:end -->", re.DOTALL)
+    pattern = re.compile(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", re.DOTALL)
     if pattern.search(current):
         updated = pattern.sub(lambda _: text, current)
     else:

@@ -33,6 +33,7 @@ import contextlib
 import math
 import ssl
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -320,6 +321,7 @@ class _Run:
 
         self.histogram = new_histogram()  # the current interval; folded into `total` per snapshot
         self.total = new_histogram()
+        self.latencies = array("q")  # the interval's latencies in µs, folded in per snapshot
         self.interval_sum_us = self.total_sum_us = 0
         self.sent = self.completed = self.errors = 0
         self.completed_in_window = 0
@@ -391,9 +393,7 @@ class _Run:
         conn.busy = False
         if conn.intended >= self.measure_from:
             if 200 <= status < 300:
-                latency_us = min(HISTOGRAM_MAX_US, max(1, int((now - conn.intended) * 1e6)))
-                self.histogram.record_value(latency_us)
-                self.interval_sum_us += latency_us
+                self.latencies.append(int((now - conn.intended) * 1e6))
                 self.completed += 1
                 self.interval_completed += 1
                 if now <= self.stop_at:
@@ -513,7 +513,23 @@ class _Run:
                 self._error("not sent in time",
                             f"waited over {limit:g} s for a free connection")
 
+    def _fold_latencies(self) -> None:
+        """Record the interval's latencies in its histogram, one call per distinct bucket: hdrh
+        records in Python, and a call per answer would cost the tester a sixth of its CPU."""
+        if not self.latencies:
+            return
+        values = np.clip(np.frombuffer(self.latencies, dtype=np.int64), 1, HISTOGRAM_MAX_US)
+        self.latencies = array("q")
+        self.interval_sum_us += int(values.sum())
+        # Each value's bucket floor, as hdrh's get_lowest_equivalent_value computes it.
+        magnitude = self.histogram.sub_bucket_half_count_magnitude
+        units = np.left_shift(1, np.maximum(0, np.log2(values).astype(np.int64) - magnitude))
+        buckets, counts = np.unique(values // units * units, return_counts=True)
+        for value, count in zip(buckets.tolist(), counts.tolist()):
+            self.histogram.record_value(value, count)
+
     def _snapshot(self, now: float, interval_s: float) -> Snapshot:
+        self._fold_latencies()
         interval = Latency.of(self.histogram, self.interval_sum_us)
         self.total.add(self.histogram)
         self.total_sum_us += self.interval_sum_us
@@ -596,6 +612,7 @@ class _Run:
         for task in list(self.connect_tasks):  # reconnects still waiting out their pause
             task.cancel()
         await asyncio.gather(*self.connect_tasks, return_exceptions=True)
+        self._fold_latencies()
         self.total.add(self.histogram)
         self.total_sum_us += self.interval_sum_us
         now = time.perf_counter()
