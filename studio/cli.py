@@ -383,6 +383,7 @@ def _exit_status(error: StudioError) -> int:
     """3 for what cannot be loaded or converted; 1 for builds, servers and requests that failed."""
     from studio.core.bundle import BundleError
     from studio.core.client import ServerUnreachable
+    from studio.core.drift import DriftError
     from studio.core.loadtest import LoadTestError
     from studio.core.metrics import MetricsError
     from studio.core.payloads import PayloadError
@@ -390,7 +391,7 @@ def _exit_status(error: StudioError) -> int:
 
     if isinstance(error, (DeploymentError, BundleError, ServerUnreachable, MetricsError)):
         return EXIT_FAILED
-    if isinstance(error, (LoadTestError, PayloadError)):
+    if isinstance(error, (LoadTestError, PayloadError, DriftError)):
         return EXIT_USAGE
     return EXIT_NOT_LOADABLE
 

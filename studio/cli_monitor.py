@@ -14,7 +14,6 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from studio.cli_load import seconds
@@ -40,16 +39,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _monitor(args: argparse.Namespace):
-    from studio.core.monitor import Monitor
-    from studio.core.payloads import PayloadError
+    from studio.core.monitor import Monitor, read_profile
 
-    reference = None
-    if args.reference:
-        try:
-            reference = json.loads(Path(args.reference).read_text())
-        except (OSError, ValueError) as exc:
-            raise PayloadError(f"Cannot read the reference profile {args.reference}: {exc}",
-                               "Give the JSON a served model answers at GET /reference.") from exc
+    reference = read_profile(args.reference) if args.reference else None
     return Monitor(args.url, reference=reference, baseline_rows=args.baseline_rows,
                    api_key=args.api_key)
 

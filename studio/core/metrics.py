@@ -43,6 +43,8 @@ as in a reference profile; `counts` has one more entry than `edges`."""
 
 DEFAULT_CAPACITY = 3600
 """Scrapes kept by a MetricsSeries: one hour at one scrape per second."""
+MEMO_LIMIT = 50_000
+"""Per-interval results kept before the memo starts afresh (a few hours of charts)."""
 STEP_JITTER = 0.05
 """A chart step is taken once scrapes are this fraction short of it: scrape timers drift a bit."""
 ACCEPT = "text/plain;version=0.0.4;q=1.0, application/openmetrics-text;q=0.5, */*;q=0.1"
@@ -69,6 +71,11 @@ class Scrape:
     types: dict[str, str]
     """Family name (as the parser names it, counters without `_total`) -> Prometheus type."""
     _by_name: dict[str, dict[LabelSet, float]] = field(init=False, repr=False, compare=False)
+    _selected: dict[tuple, dict[LabelSet, float]] = field(init=False, repr=False, compare=False)
+    _running: tuple[object, dict[SampleKey, float]] | None = field(
+        init=False, repr=False, compare=False)
+    """Set when a MetricsSeries takes the scrape: (the series, each sample's reset-corrected
+    running total). See MetricsSeries.add."""
 
     def __post_init__(self) -> None:
         # Every query looks samples up by name; indexing once keeps an hour of history cheap.
@@ -76,21 +83,29 @@ class Scrape:
         for (name, labels), value in self.samples.items():
             by_name.setdefault(name, {})[labels] = value
         object.__setattr__(self, "_by_name", by_name)
+        # A chart asks every scrape of its window the same questions at each redraw.
+        object.__setattr__(self, "_selected", {})
+        object.__setattr__(self, "_running", None)
 
     @property
     def names(self) -> set[str]:
         return set(self._by_name)
 
     def select(self, name: str, labels: Mapping[str, Any] | None = None) -> dict[LabelSet, float]:
-        """The series of sample `name` whose labels include every pair in `labels`; a value that
+        """(Read-only) the series of sample `name` whose labels include every pair in `labels`; a value that
         is a tuple, list or set matches any of its members (`{"route": ("/predict", "/infer")}`)."""
         series = self._by_name.get(name, {})
         if not labels:
-            return dict(series)
-        wanted = [(k, {str(x) for x in v} if isinstance(v, tuple | list | set | frozenset)
-                   else {str(v)}) for k, v in labels.items()]
-        return {key: value for key, value in series.items()
+            return series
+        wanted = tuple(sorted((k, frozenset(str(x) for x in v)
+                               if isinstance(v, tuple | list | set | frozenset)
+                               else frozenset((str(v),))) for k, v in labels.items()))
+        found = self._selected.get((name, wanted))
+        if found is None:
+            found = self._selected[(name, wanted)] = {
+                key: value for key, value in series.items()
                 if all(dict(key).get(k) in allowed for k, allowed in wanted)}
+        return found
 
     def value(self, name: str, **labels: Any) -> float | None:
         """The one sample with exactly these labels, or None."""
@@ -250,6 +265,12 @@ def increase(scrapes: Sequence[Scrape], name: str,
     """
     name = _resolve(scrapes, name)
     totals = dict.fromkeys(scrapes[0].select(name, labels) if scrapes else (), 0.0)
+    if len(scrapes) > 1 and _same_series(scrapes[0], scrapes[-1]):
+        # Consecutive scrapes of one series: the running totals already sum every step.
+        start, end = scrapes[0]._running[1], scrapes[-1]._running[1]
+        for key in scrapes[-1].select(name, labels):
+            totals[key] = end[(name, key)] - start.get((name, key), 0.0)
+        return totals
     for before, after in pairwise(scrapes):
         previous = before.select(name, labels)
         for key, value in after.select(name, labels).items():
@@ -257,6 +278,11 @@ def increase(scrapes: Sequence[Scrape], name: str,
             grown = value if last is None or value < last else value - last
             totals[key] = totals.get(key, 0.0) + grown
     return totals
+
+
+def _same_series(first: Scrape, last: Scrape) -> bool:
+    return (first._running is not None and last._running is not None
+            and first._running[0] is last._running[0] and first.monotonic <= last.monotonic)
 
 
 def rate(scrapes: Sequence[Scrape], name: str, labels: Mapping[str, Any] | None = None) -> float:
@@ -414,8 +440,34 @@ class MetricsSeries:
         self.points: deque[Scrape | Gap] = deque(maxlen=capacity)
         self.status: str | None = None
         """Why the last scrape failed; None once scrapes succeed again."""
+        self._per_interval: dict[tuple, Any] = {}
+        """What was computed for an interval between two scrapes: it never changes, and a chart
+        asks again for every interval of its window at each redraw."""
+
+    def _interval_value(self, what: tuple, start: Scrape, end: Scrape, compute) -> Any:
+        key = (what, start.monotonic, end.monotonic)
+        value = self._per_interval.get(key)
+        if value is None:
+            if len(self._per_interval) > MEMO_LIMIT:
+                self._per_interval.clear()
+            value = self._per_interval[key] = compute()
+        return value
 
     def add(self, scrape: Scrape) -> None:
+        """Append a scrape, with each sample's running total corrected for resets as increase()
+        corrects them: a window's increase is then its last total less its first, however many
+        scrapes it spans (charts and drift ask for hours of history twice a second)."""
+        previous = self.latest
+        before = previous._running[1] if previous is not None and previous._running else {}
+        last = previous.samples if previous is not None else {}
+        running: dict[SampleKey, float] = {}
+        for key, value in scrape.samples.items():
+            was = last.get(key)
+            if was is None:  # new series: its whole value is growth, as increase() counts it
+                running[key] = before.get(key, 0.0) + value
+            else:
+                running[key] = before[key] + (value if value < was else value - was)
+        object.__setattr__(scrape, "_running", (self, running))
         self.points.append(scrape)
         self.status = None
 
@@ -481,11 +533,9 @@ class MetricsSeries:
             if start is None or end is None:
                 rates.append(None)
                 continue
-            grouped: dict[str, float] = {}
-            for key, grown in increase([start, end], name, labels).items():
-                group = dict(key).get(by, "") if by else name
-                grouped[group] = grouped.get(group, 0.0) + grown / (end.monotonic - start.monotonic)
-            rates.append(grouped)
+            rates.append(self._interval_value(
+                ("rate", name, by, _labels_key(labels)), start, end,
+                lambda start=start, end=end: _grouped_rate([start, end], name, by, labels)))
         groups = sorted({g for r in rates if r for g in r}) if by else [name]
         return ChartSeries([t for t, _, _ in intervals],
                            {g: [None if r is None else r.get(g, 0.0) for r in rates]
@@ -498,10 +548,29 @@ class MetricsSeries:
         intervals = _intervals(self.window(window_seconds), step)
         lines: dict[str, list[float | None]] = {f"p{q * 100:g}": [] for q in quantiles}
         for _, start, end in intervals:
-            buckets = bucket_increase([start, end], name, labels) if start and end else None
-            for q, line in zip(quantiles, lines.values(), strict=True):
-                line.append(None if buckets is None else histogram_quantile(q, buckets))
+            values = None if start is None or end is None else self._interval_value(
+                ("quantiles", name, tuple(quantiles), _labels_key(labels)), start, end,
+                lambda start=start, end=end: [
+                    histogram_quantile(q, buckets) for buckets in
+                    [bucket_increase([start, end], name, labels)] for q in quantiles])
+            for i, line in enumerate(lines.values()):
+                line.append(None if values is None else values[i])
         return ChartSeries([t for t, _, _ in intervals], lines)
+
+
+def _grouped_rate(pair: list[Scrape], name: str, by: str | None,
+                  labels: Mapping[str, Any] | None) -> dict[str, float]:
+    grouped: dict[str, float] = {}
+    elapsed = pair[1].monotonic - pair[0].monotonic
+    for key, grown in increase(pair, name, labels).items():
+        group = dict(key).get(by, "") if by else name
+        grouped[group] = grouped.get(group, 0.0) + grown / elapsed
+    return grouped
+
+
+def _labels_key(labels: Mapping[str, Any] | None) -> tuple:
+    return tuple(sorted((k, tuple(v) if isinstance(v, list | tuple | set | frozenset) else v)
+                        for k, v in (labels or {}).items()))
 
 
 def _intervals(points: Sequence[Scrape | Gap],

@@ -12,17 +12,41 @@ schema (`"source": "schema"`), the first `baseline_rows` live requests become th
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
-from studio.core.drift import FeatureDrift, Thresholds, baseline_from_counts, compare_profile
-from studio.core.metrics import MetricsError, MetricsSeries, Scrape, live_counts, recognize, scrape
+from studio.core.drift import (
+    PREDICTIONS_ROW,
+    DriftError,
+    FeatureDrift,
+    Thresholds,
+    baseline_from_counts,
+    compare_profile,
+)
+from studio.core.metrics import (
+    ChartSeries,
+    MetricsError,
+    MetricsSeries,
+    Scrape,
+    bucket_increase,
+    histogram_quantile,
+    increase,
+    live_counts,
+    quantile,
+    rate,
+    recognize,
+    scrape,
+)
 from studio.core.reports import finite_json
 from studio.core.runtimes.base import ResourceUsage
 
@@ -40,6 +64,36 @@ MIN_LIVE_ROWS = 50
 """Below this many live values a feature's PSI is mostly sampling noise: it is shown, but judged
 'too few' instead of raising an alert on the first handful of requests."""
 DRIFT_HISTORY = 3600
+GIVEN = "the reference profile you gave"
+
+
+def read_profile(path: str | Path) -> dict[str, Any]:
+    """A reference profile from a JSON file (what a served model answers at GET /reference)."""
+    path = Path(path)
+    try:
+        profile = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DriftError(f"'{path.name}' cannot be read as a reference profile: {exc}",
+                         "Use the JSON a served model answers at GET /reference.") from exc
+    if not isinstance(profile, dict) or not isinstance(profile.get("features"), dict):
+        raise DriftError(f"'{path.name}' is not a reference profile: it has no 'features' object.",
+                         "Use the JSON a served model answers at GET /reference.")
+    return profile
+
+
+def _check_bins(reference: Mapping[str, Any], numeric: Mapping[str, Any], given: bool) -> None:
+    """Live counts are compared bin for bin: the server's bins must be the reference's."""
+    for name, (edges, _) in numeric.items():
+        profile = (reference.get("features") or {}).get(name)
+        if not isinstance(profile, Mapping) or profile.get("kind") != "numeric":
+            continue
+        expected = [float(e) for e in profile.get("edges") or []]
+        if len(expected) != len(edges) or not np.allclose(expected, edges, rtol=1e-6, atol=0):
+            raise DriftError(
+                f"The server counts '{name}' on other bins than the reference gives.",
+                "This profile is not the one the server was bundled with: use the server's own "
+                "(leave the profile out, or save GET /reference)." if given else
+                "The server was deployed with another reference profile; redeploy it.")
 
 
 @dataclass(frozen=True)
@@ -78,6 +132,9 @@ class Monitor:
         default_factory=lambda: deque(maxlen=DRIFT_HISTORY))
     reference_note: str = ""
     drift_history: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
+    _http: httpx.Client | None = None
+    """Kept between scrapes: a new client a second costs a TLS context each time."""
+    _closed: bool = False
     _asked_reference: bool = False
     _live_baseline: bool = False
     _baseline_end: float | None = None
@@ -85,7 +142,7 @@ class Monitor:
     def __post_init__(self) -> None:
         self.url = self.url.rstrip("/")
         if self.reference is not None:
-            self.reference_note = "the reference profile you gave"
+            self.reference_note = GIVEN
             self._asked_reference = True
 
     @property
@@ -98,6 +155,10 @@ class Monitor:
         """Scrape once, sample the runtime's resources, and the first time ask the server for its
         reference profile. Safe on any thread; changes nothing here."""
         now = time.monotonic()
+        if client is None:
+            if self._http is None:
+                self._http = httpx.Client(follow_redirects=True)
+            client = self._http
         try:
             result, error = scrape(self.metrics_url, client), None
         except MetricsError as exc:
@@ -115,6 +176,8 @@ class Monitor:
             answer = (client or httpx).get(f"{base}/reference", headers=headers, timeout=2.0)
         except httpx.HTTPError:
             return None, "the server did not answer GET /reference"
+        if answer.status_code in (401, 403):
+            return None, "the server wants an API key for GET /reference"
         if answer.status_code != 200:
             return None, "the server has no reference profile"
         try:
@@ -138,6 +201,15 @@ class Monitor:
                 self._live_baseline = True
                 self.reference = None
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Stop watching: a scrape still on its way is dropped, not added. (The HTTP client is
+        left to the garbage collector: a worker may still be using it.)"""
+        self._closed = True
+
     def poll(self, client: httpx.Client | None = None) -> Poll:
         result = self.fetch(client)
         self.apply(result)
@@ -156,31 +228,28 @@ class Monitor:
 
     def figures(self, window_s: float | None) -> dict[str, float]:
         """Headline numbers over the window: rates, latency quantiles, in flight, resources."""
-        series = self.series
+        scrapes = self.series.scrapes(window_s)
         routes = {"route": PREDICTION_ROUTES}
-        total = series.rate(REQUESTS, routes, window_s)
-        errors = sum(series.rate(REQUESTS, {**routes, "status": status}, window_s)
-                     for status in self._statuses() if status.startswith("5"))
-        latest = series.latest
+        total = rate(scrapes, REQUESTS, routes)
+        errors = sum(grown for key, grown in increase(scrapes, REQUESTS, routes).items()
+                     if dict(key).get("status", "").startswith("5"))
+        elapsed = scrapes[-1].monotonic - scrapes[0].monotonic if len(scrapes) > 1 else 0.0
+        errors = errors / elapsed if elapsed > 0 else 0.0
+        latency = bucket_increase(scrapes, REQUEST_DURATION, routes)  # once for every quantile
+        latest = self.series.latest
         figures = {
             "request_rate": total,
             "error_rate": errors,
             "error_ratio": errors / total if total else 0.0,
-            "p50_ms": series.quantile(0.5, REQUEST_DURATION, routes, window_s) * 1000,
-            "p95_ms": series.quantile(0.95, REQUEST_DURATION, routes, window_s) * 1000,
-            "p99_ms": series.quantile(0.99, REQUEST_DURATION, routes, window_s) * 1000,
-            "inference_p50_ms": series.quantile(0.5, INFERENCE_DURATION, None, window_s) * 1000,
-            "batch_p50": series.quantile(0.5, BATCH_SIZE, None, window_s),
+            "p50_ms": histogram_quantile(0.5, latency) * 1000,
+            "p95_ms": histogram_quantile(0.95, latency) * 1000,
+            "p99_ms": histogram_quantile(0.99, latency) * 1000,
+            "inference_p50_ms": quantile(0.5, scrapes, INFERENCE_DURATION) * 1000,
+            "batch_p50": quantile(0.5, scrapes, BATCH_SIZE),
             "inflight": (latest.value(INFLIGHT) if latest else None) or 0.0,
         }
         figures.update(self.resources(window_s))
         return figures
-
-    def _statuses(self) -> set[str]:
-        latest = self.series.latest
-        if latest is None:
-            return set()
-        return {dict(key).get("status", "") for key in latest.select(REQUESTS)}
 
     def resources(self, window_s: float | None) -> dict[str, float]:
         """CPU in cores and memory in bytes: the engine's stats when the runtime gives them,
@@ -223,6 +292,7 @@ class Monitor:
                                         "with, and counts no feature values. Bundle the model "
                                         "with a reference dataset, or give a profile.")
         counts = live_counts(scrapes, since_start=since_start and not self._live_baseline)
+        _check_bins(self.reference, counts.numeric, given=self.reference_note == GIVEN)
         predictions = counts.predictions
         if predictions is not None and not isinstance(predictions, Mapping):
             predictions = predictions[1]  # a regressor's (edges, counts): the counts
@@ -248,3 +318,145 @@ class Monitor:
             "drift": [asdict(row) for row in picture.rows],
         })
 
+
+
+@dataclass
+class FeatureView:
+    """One feature's reference and live histograms over the window, and its PSI over time."""
+
+    name: str
+    labels: list[str]
+    reference: list[float]
+    live: list[float]
+    psi_times: list[float]
+    psi: list[float]
+
+
+@dataclass
+class MonitorView:
+    """Everything the Monitor page draws, computed off the GUI thread. Chart times are seconds
+    relative to `now` (negative: in the past); None in a line is a gap."""
+
+    now: float
+    charts: dict[str, dict[str, tuple[list[float], list[float | None]]]]
+    """chart key -> line name -> (times, values)."""
+    figures: dict[str, float]
+    status: str | None
+    recognized: dict[str, str]
+    drift: DriftPicture | None
+    drift_error: DriftError | None
+    feature: FeatureView | None
+
+
+def _lines(data: ChartSeries, now: float, scale: float = 1.0,
+           rename: Mapping[str, str] | None = None) -> dict[str, tuple[list[float], list]]:
+    times = [t - now for t in data.times]
+    return {(rename or {}).get(name, name): (times, [None if v is None else v * scale
+                                                     for v in values])
+            for name, values in data.lines.items()}
+
+
+def build_view(monitor: Monitor, window_s: float | None, feature: str | None) -> MonitorView:
+    """The picture of `monitor` over the window; `feature` is the one whose histograms to show
+    (None: the most drifted)."""
+    now = time.monotonic()
+    series = monitor.series
+    routes = {"route": PREDICTION_ROUTES}
+    charts = {
+        "requests": _lines(series.rate_series(REQUESTS, by="status", labels=routes,
+                                              window_seconds=window_s), now),
+        "latency": _lines(series.quantile_series(REQUEST_DURATION, labels=routes,
+                                                 window_seconds=window_s), now, 1000),
+        "inference": {
+            **_lines(series.quantile_series(REQUEST_DURATION, (0.5,), labels=routes,
+                                            window_seconds=window_s), now, 1000, {"p50": "total"}),
+            **_lines(series.quantile_series(INFERENCE_DURATION, (0.5,), window_seconds=window_s),
+                     now, 1000, {"p50": "inference"})},
+        "batch": _lines(series.quantile_series(BATCH_SIZE, (0.5,), window_seconds=window_s), now),
+        **_gauges(monitor, window_s, now),
+    }
+    drift, error = None, None
+    try:
+        drift = monitor.drift(window_s)
+    except DriftError as exc:  # a profile on other bins: said, and the charts go on
+        error = exc
+    if drift is not None and drift.rows and feature not in {r.feature for r in drift.rows}:
+        feature = drift.rows[0].feature
+    return MonitorView(now, charts, monitor.figures(window_s), monitor.status,
+                       monitor.recognized(), drift, error,
+                       _feature_view(monitor, window_s, feature, now) if drift else None)
+
+
+def _gauges(monitor: Monitor, window_s: float | None,
+            now: float) -> dict[str, dict[str, tuple[list[float], list]]]:
+    """In flight, 5xx share, CPU and memory: per scrape, from gauges and counter deltas; CPU and
+    memory from the runtime's own stats (Docker) when it gives them."""
+    times: list[float] = []
+    inflight: list[float | None] = []
+    errors: list[float | None] = []
+    cpu: list[float | None] = []
+    memory: list[float | None] = []
+    previous: Scrape | None = None
+    for point in monitor.series.window(window_s):
+        times.append(point.monotonic - now)
+        if not isinstance(point, Scrape):  # a failed scrape: a gap in every line
+            for line in (inflight, errors, cpu, memory):
+                line.append(None)
+            previous = None
+            continue
+        inflight.append(point.value(INFLIGHT) or 0.0)
+        resident = point.value(PROCESS_MEMORY)
+        memory.append(resident / 1e6 if resident is not None else None)
+        if previous is None:
+            errors.append(None)
+            cpu.append(None)
+        else:
+            grown = increase([previous, point], REQUESTS, {"route": PREDICTION_ROUTES})
+            total = sum(grown.values())
+            failed = sum(v for key, v in grown.items()
+                         if dict(key).get("status", "").startswith("5"))
+            errors.append(failed / total if total else 0.0)
+            elapsed = point.monotonic - previous.monotonic
+            used = (point.value(PROCESS_CPU) or 0.0) - (previous.value(PROCESS_CPU) or 0.0)
+            cpu.append(used / elapsed if elapsed > 0 and used >= 0 else None)
+        previous = point
+    charts = {"inflight": {"in flight": (times, inflight)},
+              "errors": {"5xx share": (times, errors)}}
+    usage = [(t, u) for t, u in monitor.usage if window_s is None or t >= now - window_s]
+    if len(usage) >= 2:  # the engine's view of the container
+        container_times = [t - now for t, _ in usage[1:]]
+        cores = [(b.cpu_seconds - a.cpu_seconds) / (tb - ta) if tb > ta else None
+                 for (ta, a), (tb, b) in pairwise(usage)]
+        charts["cpu"] = {"container": (container_times, cores)}
+        charts["memory"] = {"container": (container_times,
+                                          [u.memory_bytes / 1e6 for _, u in usage[1:]])}
+    else:
+        charts["cpu"] = {"process": (times, cpu)}
+        charts["memory"] = {"process": (times, memory)}
+    return charts
+
+
+def _feature_view(monitor: Monitor, window_s: float | None, name: str | None,
+                  now: float) -> FeatureView | None:
+    reference = monitor.reference or {}
+    if name is None:
+        return None
+    history = monitor.drift_history.get(name, ())
+    psi_times, psi = [t - now for t, _ in history], [v for _, v in history]
+    profile = (reference.get("predictions") if name == PREDICTIONS_ROW
+               else (reference.get("features") or {}).get(name))
+    if not profile:
+        return FeatureView(name, [], [], [], psi_times, psi)
+    counts = live_counts(monitor.series.scrapes(window_s))
+    if profile.get("kind") == "categorical":
+        live = (counts.predictions if name == PREDICTIONS_ROW
+                else counts.categorical.get(name)) or {}
+        labels = [str(c) for c in profile.get("categories") or []]
+        return FeatureView(name, labels, [float(c) for c in profile.get("counts") or []],
+                           [float(live.get(c, 0.0)) for c in labels], psi_times, psi)
+    edges = [float(e) for e in profile.get("edges") or []]
+    bins = counts.predictions if name == PREDICTIONS_ROW else counts.numeric.get(name)
+    live = list(bins[1]) if isinstance(bins, tuple) else [0.0] * (len(edges) + 1)
+    labels = [f"≤{e:.3g}" for e in edges] + ([f">{edges[-1]:.3g}"] if edges else ["all"])
+    return FeatureView(name, labels, [float(c) for c in profile.get("counts") or []], live,
+                       psi_times, psi)

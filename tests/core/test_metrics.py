@@ -408,3 +408,26 @@ def test_per_bin_never_goes_negative():
     # le=0.5 below le=0.1 (a reset seen by one bucket only): the envelope keeps bins >= 0.
     assert per_bin([(0.1, 10.0), (0.5, 8.0), (1.0, 12.0), (INF, 12.0)]) == (
         [0.1, 0.5, 1.0], [10.0, 0.0, 2.0, 0.0])
+
+
+def test_a_series_window_increase_equals_the_step_by_step_sum_across_resets_and_new_series():
+    """MetricsSeries keeps reset-corrected running totals so a window's increase costs two
+    lookups; it must agree with summing every step, resets and late-appearing series included."""
+    rng = np.random.default_rng(7)
+    series = MetricsSeries()
+    loose = []  # the same scrapes, not taken by a series: increase() sums them step by step
+    value = {"200": 0.0, "500": 0.0}
+    for step in range(60):
+        for status in value:
+            value[status] += float(rng.integers(0, 20))
+        if step == 25:
+            value["200"] = 3.0  # the server restarted
+        text = "".join(f'slipway_requests_total{{route="/predict",status="{s}"}} {v}\n'
+                       for s, v in value.items() if s == "200" or step >= 10)
+        text = "# TYPE slipway_requests_total counter\n" + text
+        series.add(parse(text, monotonic=float(step)))
+        loose.append(parse(text, monotonic=float(step)))
+    for start, end in [(0, 59), (5, 30), (24, 27), (9, 11), (40, 41)]:
+        fast = increase(series.scrapes()[start:end + 1], "slipway_requests_total")
+        slow = increase(loose[start:end + 1], "slipway_requests_total")
+        assert fast == pytest.approx(slow), (start, end)

@@ -10,10 +10,7 @@ scrape that fails leaves a gap in the charts and a status message, and the next 
 
 from __future__ import annotations
 
-import json
 import math
-import time
-from itertools import pairwise
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -38,16 +35,13 @@ from PySide6.QtWidgets import (
 
 from studio.core.drift import FeatureDrift, Thresholds
 from studio.core.errors import StudioError
-from studio.core.metrics import ChartSeries, Scrape, increase, live_counts
 from studio.core.monitor import (
-    BATCH_SIZE,
     DEFAULT_BASELINE_ROWS,
-    INFERENCE_DURATION,
-    PREDICTION_ROUTES,
-    REQUEST_DURATION,
-    REQUESTS,
+    FeatureView,
     Monitor,
-    Poll,
+    MonitorView,
+    build_view,
+    read_profile,
 )
 from studio.core.runtimes.base import Deployment
 from studio.ui.widgets.charts import BinsChart, SeriesChart
@@ -95,7 +89,6 @@ class MonitorPage(QWidget):
         for label, seconds in WINDOWS:
             self.window_choice.addItem(label, seconds)
         self.window_choice.setCurrentIndex(1)
-        self.window_choice.currentIndexChanged.connect(self.redraw)
         self.watch_button = QPushButton("Watch")
         self.watch_button.setDefault(True)
         self.watch_button.clicked.connect(self.toggle)
@@ -156,16 +149,17 @@ class MonitorPage(QWidget):
         self.drift_table = QTableWidget(0, len(DRIFT_COLUMNS))
         self.drift_table.setHorizontalHeaderLabels(DRIFT_COLUMNS)
         header = self.drift_table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # measuring cells is slow
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setDefaultSectionSize(64)
         self.drift_table.verticalHeader().hide()
         self.drift_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.drift_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.drift_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.drift_table.itemSelectionChanged.connect(self._draw_selected)
         self.selected_feature: str | None = None
-        self.feature_chosen = False
-        """Whether the user picked the feature to show; until then it follows the top row."""
+        """The feature the user picked; until then the most drifted one is shown."""
+        self.view: MonitorView | None = None
         self.bins_chart = BinsChart()
         self.drift_chart = SeriesChart("PSI over time", "PSI")
         self.drift_chart.getPlotItem().setLabel("bottom", "seconds ago")
@@ -222,13 +216,9 @@ class MonitorPage(QWidget):
 
     def load_reference(self, path: str | Path) -> None:
         try:
-            profile = json.loads(Path(path).read_text())
-            if not isinstance(profile, dict) or not isinstance(profile.get("features"), dict):
-                raise ValueError("it has no 'features' object")  # noqa: TRY004 - shown as text
-        except (OSError, ValueError) as exc:
-            self.error_banner.show_error(StudioError(
-                f"'{Path(path).name}' is not a reference profile: {exc}",
-                "Use the profile Slipway writes (GET /reference of a served model)."))
+            profile = read_profile(path)
+        except StudioError as error:
+            self.error_banner.show_error(error)
             return
         self.reference_profile = profile
         self.error_banner.hide()
@@ -257,6 +247,8 @@ class MonitorPage(QWidget):
         usage = None
         if self.deployment is not None and self.deployment.url.rstrip("/") == url.rstrip("/"):
             usage = self.deployment.usage
+        if self.monitor is not None:
+            self.monitor.close()
         self.monitor = Monitor(url, reference=self.reference_profile,
                                thresholds=self._thresholds(),
                                baseline_rows=self.baseline_rows.value(), usage_source=usage)
@@ -273,6 +265,7 @@ class MonitorPage(QWidget):
         self.timer.stop()
         self.watch_button.setText("Watch")
         if self.monitor is not None:
+            self.monitor.close()
             self.status.setText(f"Stopped watching {self.monitor.url}.")
 
     def _thresholds(self) -> Thresholds:
@@ -280,8 +273,7 @@ class MonitorPage(QWidget):
 
     def _thresholds_changed(self) -> None:
         if self.monitor is not None:
-            self.monitor.thresholds = self._thresholds()
-            self.redraw()
+            self.monitor.thresholds = self._thresholds()  # used from the next refresh on
 
     # --- polling -------------------------------------------------------------------------------
 
@@ -289,19 +281,28 @@ class MonitorPage(QWidget):
         if self.fetching or self.monitor is None:
             return  # a slow server: never more than one scrape in flight
         self.fetching = True
-        monitor = self.monitor
-        self.runner.submit(lambda progress: monitor.fetch(), name="Scrape metrics",
-                           on_result=lambda poll: self._fetched(monitor, poll),
+        monitor, window, feature = self.monitor, self.window_s, self.selected_feature
+
+        def scrape_and_compute(progress) -> MonitorView | None:
+            # The scrape, the history and the arithmetic all stay on this worker: ticks are
+            # serialized (one in flight), so the Monitor is never touched by two threads.
+            poll = monitor.fetch()
+            if monitor.closed:
+                return None  # stopped while the scrape was on its way: it changes nothing
+            monitor.apply(poll)
+            return build_view(monitor, window, feature)
+
+        self.runner.submit(scrape_and_compute, name="Scrape metrics",
+                           on_result=lambda view: self._computed(monitor, view),
                            on_finish=self._fetch_done)
 
     def _fetch_done(self) -> None:
         self.fetching = False
 
-    def _fetched(self, monitor: Monitor, poll: Poll) -> None:
-        if monitor is not self.monitor:
-            return  # from a monitor replaced since the scrape began
-        monitor.apply(poll)
-        self.redraw()
+    def _computed(self, monitor: Monitor, view: MonitorView | None) -> None:
+        if view is None or monitor is not self.monitor or not self.watching:
+            return  # from a monitor replaced, or stopped, since the scrape began
+        self.redraw(view)
 
     # --- drawing -------------------------------------------------------------------------------
 
@@ -309,41 +310,20 @@ class MonitorPage(QWidget):
     def window_s(self) -> float | None:
         return self.window_choice.currentData()
 
-    def redraw(self) -> None:
-        monitor = self.monitor
-        if monitor is None:
-            return
-        window = self.window_s
-        now = time.monotonic()
-
-        def draw(chart: SeriesChart, data: ChartSeries, scale: float = 1.0,
-                 rename: dict[str, str] | None = None) -> None:
-            xs = [t - now for t in data.times]
-            for name, values in data.lines.items():
-                chart.set_series((rename or {}).get(name, name), xs,
-                                 [v * scale if v is not None else math.nan for v in values])
-
-        series = monitor.series
-        routes = {"route": PREDICTION_ROUTES}
-        draw(self.charts["requests"], series.rate_series(REQUESTS, by="status", labels=routes,
-                                                         window_seconds=window))
-        draw(self.charts["latency"], series.quantile_series(REQUEST_DURATION, labels=routes,
-                                                            window_seconds=window), 1000)
-        draw(self.charts["inference"], series.quantile_series(
-            REQUEST_DURATION, (0.5,), labels=routes, window_seconds=window), 1000,
-            {"p50": "total"})
-        draw(self.charts["inference"], series.quantile_series(
-            INFERENCE_DURATION, (0.5,), window_seconds=window), 1000, {"p50": "inference"})
-        draw(self.charts["batch"], series.quantile_series(BATCH_SIZE, (0.5,),
-                                                          window_seconds=window))
-        self._draw_gauges(now, window)
-        self._draw_drift(now, window)
-        figures = monitor.figures(window)
-        if monitor.status:
-            self.status.setText(f"No answer from {monitor.metrics_url}: {monitor.status} "
+    def redraw(self, view: MonitorView) -> None:
+        """Draw a computed view: only widget updates happen here, on the GUI thread."""
+        self.view = view
+        for key, lines in view.charts.items():
+            chart = self.charts[key]
+            for name, (times, values) in lines.items():
+                chart.set_series(name, times, [math.nan if v is None else v for v in values])
+        self._draw_drift(view)
+        monitor, figures = self.monitor, view.figures
+        if view.status:
+            self.status.setText(f"No answer from {monitor.metrics_url}: {view.status} "
                                 "(shown as a gap; retrying)")
         else:
-            recognized = monitor.recognized()
+            recognized = view.recognized
             self.status.setText(
                 f"{figures['request_rate']:,.1f} req/s, p50 {figures['p50_ms']:.2f} ms, p99 "
                 f"{figures['p99_ms']:.2f} ms, {figures['error_ratio']:.1%} errors, "
@@ -352,77 +332,47 @@ class MonitorPage(QWidget):
                               else " (not a Slipway server: drift and model charts stay empty)"))
         self.refreshed.emit()
 
-    def _draw_gauges(self, now: float, window: float | None) -> None:
-        """In flight, error share, CPU and memory: per scrape, from gauges and counter deltas."""
-        monitor = self.monitor
-        points = monitor.series.window(window)
-        times, inflight, errors, cpu, memory = [], [], [], [], []
-        previous = None
-        for point in points:
-            times.append(point.monotonic - now)
-            if not isinstance(point, Scrape):  # a failed scrape: a gap in every line
-                for line in (inflight, errors, cpu, memory):
-                    line.append(math.nan)
-                previous = None
-                continue
-            inflight.append(point.value("slipway_inflight_requests") or 0.0)
-            memory_bytes = point.value("process_resident_memory_bytes")
-            memory.append(memory_bytes / 1e6 if memory_bytes is not None else math.nan)
-            if previous is None:
-                errors.append(math.nan)
-                cpu.append(math.nan)
-            else:
-                pair = [previous, point]
-                total = sum(_increase(pair, REQUESTS, PREDICTION_ROUTES))
-                failed = sum(_increase(pair, REQUESTS, PREDICTION_ROUTES, server_errors=True))
-                errors.append(failed / total if total else 0.0)
-                elapsed = point.monotonic - previous.monotonic
-                used = (point.value("process_cpu_seconds_total") or 0.0) - \
-                    (previous.value("process_cpu_seconds_total") or 0.0)
-                cpu.append(used / elapsed if elapsed > 0 and used >= 0 else math.nan)
-            previous = point
-        for name, chart, values in (("in flight", "inflight", inflight),
-                                    ("5xx share", "errors", errors)):
-            self.charts[chart].set_series(name, times, values)
-        usage = [(t, u) for t, u in monitor.usage if window is None or t >= now - window]
-        if len(usage) >= 2:  # the engine's view of the container, where there is one
-            ts = [t - now for t, _ in usage[1:]]
-            cores = [(b.cpu_seconds - a.cpu_seconds) / (tb - ta) if tb > ta else math.nan
-                     for (ta, a), (tb, b) in pairwise(usage)]
-            self.charts["cpu"].set_series("container", ts, cores)
-            self.charts["memory"].set_series("container", ts, [u.memory_bytes / 1e6
-                                                                for _, u in usage[1:]])
-        else:
-            self.charts["cpu"].set_series("process", times, cpu)
-            self.charts["memory"].set_series("process", times, memory)
-
-    def _draw_drift(self, now: float, window: float | None) -> None:
-        monitor = self.monitor
-        picture = monitor.drift(window)
+    def _draw_drift(self, view: MonitorView) -> None:
+        if view.drift_error is not None:  # a profile on other bins: say so, keep the charts
+            self.drift_rows = []
+            self.drift_table.setRowCount(0)
+            self.baseline_note.setText(view.drift_error.message)
+            if self.error_banner.isHidden():
+                self.error_banner.show_error(view.drift_error)
+            return
+        picture = view.drift
         self.drift_rows = picture.rows
         self.baseline_note.setText(picture.waiting or f"Compared with {picture.baseline} over "
                                    f"the {self.window_choice.currentText().lower()} window.")
         table = self.drift_table
         table.blockSignals(True)
-        table.setRowCount(len(picture.rows))
+        table.setUpdatesEnabled(False)  # one repaint for the whole table, not one per cell
+        if table.rowCount() != len(picture.rows):
+            table.setRowCount(len(picture.rows))
+        shown = view.feature.name if view.feature is not None else None
         for row, drift in enumerate(picture.rows):
             cells = (drift.feature, _number(drift.psi), _number(drift.js), _number(drift.ks),
                      _number(drift.chi2_p), f"{drift.live_count:,.0f}", drift.level)
-            color = LEVEL_COLORS.get(drift.level)
+            brush = QBrush(LEVEL_COLORS.get(drift.level, QColor(255, 255, 255)))
             for column, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if column:
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if color is not None:
-                    item.setBackground(QBrush(color))
-                table.setItem(row, column, item)
-            if drift.feature == self.selected_feature:
+                item = table.item(row, column)
+                if item is None:  # cells are made once and then updated in place
+                    item = QTableWidgetItem()
+                    if column:
+                        item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                              | Qt.AlignmentFlag.AlignVCenter)
+                    table.setItem(row, column, item)
+                item.setText(text)
+                item.setBackground(brush)
+            if drift.feature == shown:
                 table.selectRow(row)
+        table.setUpdatesEnabled(True)
         table.blockSignals(False)
         alerts = [d for d in picture.rows if d.level == "alert"]
         if alerts:
             names = ", ".join(f"{d.feature} (PSI {d.psi:.2f})" for d in alerts[:4])
-            self.alert_banner.setText(f"Drift alert: {names} crossed PSI {monitor.thresholds.psi_alert:g}.")
+            self.alert_banner.setText(
+                f"Drift alert: {names} crossed PSI {self.monitor.thresholds.psi_alert:g}.")
             self.alert_banner.show()
             for drift in alerts:
                 if drift.feature not in self.alerted:
@@ -430,54 +380,23 @@ class MonitorPage(QWidget):
                     self.alert_raised.emit(drift.feature)
         else:
             self.alert_banner.hide()
-        if not self.feature_chosen and picture.rows:
-            self.selected_feature = picture.rows[0].feature
-        self._draw_feature(now, window)
+        self._draw_feature(view.feature)
 
     def _draw_selected(self) -> None:
+        """The user picked a feature: it is shown from the next refresh on (half a second)."""
         rows = self.drift_table.selectionModel().selectedRows()
         if rows and rows[0].row() < len(self.drift_rows):
             self.selected_feature = self.drift_rows[rows[0].row()].feature
-            self.feature_chosen = True
-            self._draw_feature(time.monotonic(), self.window_s)
 
-    def _draw_feature(self, now: float, window: float | None) -> None:
-        monitor = self.monitor
-        name = self.selected_feature
-        if monitor is None or name is None:
-            return
-        history = monitor.drift_history.get(name, [])
+    def _draw_feature(self, feature: FeatureView | None) -> None:
         self.drift_chart.clear_series()
-        self.drift_chart.set_series(name, [t - now for t, _ in history],
-                                    [v for _, v in history])
-        reference = monitor.reference or {}
-        profile = (reference.get("predictions") if name == "(predictions)"
-                   else (reference.get("features") or {}).get(name))
-        if not profile:
+        if feature is None:
             self.bins_chart.set_bins([], [], [])
             return
-        counts = live_counts(monitor.series.scrapes(window))
-        if profile.get("kind") == "categorical":
-            live = (counts.predictions if name == "(predictions)" else
-                    counts.categorical.get(name)) or {}
-            labels = [str(c) for c in profile.get("categories") or []]
-            self.bins_chart.set_bins(labels, list(profile.get("counts") or []),
-                                     [float(live.get(c, 0.0)) for c in labels])
-            return
-        edges = list(profile.get("edges") or [])
-        bins = (counts.predictions if name == "(predictions)" else counts.numeric.get(name))
-        live = list(bins[1]) if isinstance(bins, tuple) else [0.0] * (len(edges) + 1)
-        labels = [f"≤{e:.3g}" for e in edges] + [f">{edges[-1]:.3g}" if edges else "all"]
-        self.bins_chart.set_bins(labels, list(profile.get("counts") or []), live)
+        self.drift_chart.set_series(feature.name, feature.psi_times, feature.psi)
+        self.bins_chart.set_bins(feature.labels, feature.reference, feature.live)
 
 
 def _number(value: float) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.3f}"
-
-
-def _increase(pair: list[Scrape], name: str, routes: tuple[str, ...],
-              server_errors: bool = False) -> list[float]:
-    labels = {"route": routes}
-    return [grown for key, grown in increase(pair, name, labels).items()
-            if not server_errors or dict(key).get("status", "").startswith("5")]
 
