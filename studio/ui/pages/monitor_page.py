@@ -324,6 +324,8 @@ class MonitorPage(QWidget):
                                 "(shown as a gap; retrying)")
         else:
             recognized = view.recognized
+            self.status.setToolTip("Recognized metrics:\n" + "\n".join(
+                f"{name}: {meaning}" for name, meaning in sorted(recognized.items())))
             self.status.setText(
                 f"{figures['request_rate']:,.1f} req/s, p50 {figures['p50_ms']:.2f} ms, p99 "
                 f"{figures['p99_ms']:.2f} ms, {figures['error_ratio']:.1%} errors, "
