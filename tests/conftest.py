@@ -513,3 +513,22 @@ def unconvertible_models(tmp_path_factory, iris, model_code_importable) -> dict[
                                               LogisticRegression(max_iter=1000)),
         "custom_estimator": make_pipeline(StandardScaler(), model_code.NearestMeanClassifier()),
     }.items()}
+
+
+# --- served demo model (monitor, load and drift tests) ----------------------------------------------
+
+@pytest.fixture(scope="session")
+def wine_csv() -> Path:
+    """The demo model's own training rows, shipped beside it: its drift reference."""
+    from studio.ui.app import DEMO_REFERENCE
+
+    return DEMO_REFERENCE
+
+
+@pytest.fixture(scope="module")
+def reference_server(wine_csv):
+    """The demo model served as a local process with the wine rows attached as its reference."""
+    from monitor_servers import running_demo
+
+    with running_demo(wine_csv) as deployment:
+        yield deployment

@@ -47,15 +47,6 @@ so the served values have the dataset's own distribution (a part of it would not
 ordered by class)."""
 
 
-def write_wine_csv(path: Path) -> Path:
-    from sklearn.datasets import load_wine
-
-    frame = load_wine(as_frame=True).frame
-    frame.columns = [name.replace("/", "_") for name in frame.columns]
-    frame.to_csv(path, index=False)
-    return path
-
-
 def serve_demo(reference_data: Path | None = None, port: int | None = None) -> Deployment:
     """The demo model served by the process runtime, with `reference_data` attached when bundling
     (None: no dataset, the profile's bins come from the schema)."""

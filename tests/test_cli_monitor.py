@@ -5,28 +5,14 @@ reference files that are not profiles."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from monitor_servers import WINE_FEATURES, running_demo, send, wine_bodies, write_wine_csv
+from monitor_servers import WINE_FEATURES, send, wine_bodies
 
 from studio.cli import main
 from studio.core.drift import PREDICTIONS_ROW
-from studio.core.runtimes.base import Deployment, free_port
-
-
-@pytest.fixture(scope="module")
-def wine_csv(tmp_path_factory) -> Path:
-    return write_wine_csv(tmp_path_factory.mktemp("monitor-data") / "wine.csv")
-
-
-@pytest.fixture(scope="module")
-def reference_server(wine_csv) -> Iterator[Deployment]:
-    """The demo model served with the wine dataset attached as its reference."""
-    with running_demo(wine_csv) as deployment:
-        yield deployment
+from studio.core.runtimes.base import free_port
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +20,6 @@ from monitor_servers import (
     send,
     serve_demo,
     wine_bodies,
-    write_wine_csv,
 )
 
 from studio.core.drift import PREDICTIONS_ROW, DriftError
@@ -32,18 +30,6 @@ from studio.core.runtimes.base import Deployment, ResourceUsage, free_port
 
 SERVERS_REFERENCE = "the server's reference profile"
 GIVEN_REFERENCE = "the reference profile you gave"
-
-
-@pytest.fixture(scope="module")
-def wine_csv(tmp_path_factory) -> Path:
-    return write_wine_csv(tmp_path_factory.mktemp("monitor-data") / "wine.csv")
-
-
-@pytest.fixture(scope="module")
-def reference_server(wine_csv) -> Iterator[Deployment]:
-    """The demo model served with the wine dataset attached as its reference."""
-    with running_demo(wine_csv) as deployment:
-        yield deployment
 
 
 @pytest.fixture(scope="module")

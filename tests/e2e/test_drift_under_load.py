@@ -23,15 +23,9 @@ DRIFTED = "alcohol"
 SEEN_WITHIN_MS = 10_000
 
 
-@pytest.fixture(scope="module")
-def wine_reference():
-    """The demo model's own training rows, shipped beside it."""
-    return DEMO_MODEL.parent / "wine_reference.csv"
-
-
-def _deployment(runtime, wine_reference, base_image=None):
+def _deployment(runtime, wine_csv, base_image=None):
     options = DeployOptions(runtime=runtime, tag="slipway-test/wine-drift:1",
-                            serving=ServingOptions(reference_data=wine_reference))
+                            serving=ServingOptions(reference_data=wine_csv))
     if base_image is not None:
         options.image = ImageOptions(base_image=base_image)
     return deploy(load(DEMO_MODEL), options)
@@ -39,16 +33,16 @@ def _deployment(runtime, wine_reference, base_image=None):
 
 @pytest.fixture(params=["process", pytest.param("docker", marks=[pytest.mark.docker,
                                                                    pytest.mark.needs_base_image])])
-def served_wine(request, wine_reference):
+def served_wine(request, wine_csv):
     base_image = request.getfixturevalue("base_image") if request.param == "docker" else None
-    deployment = _deployment(request.param, wine_reference, base_image)
+    deployment = _deployment(request.param, wine_csv, base_image)
     yield deployment
     deployment.stop()
 
 
 def test_a_drifted_feature_shows_on_the_monitor_page_within_ten_seconds(qtbot, tmp_path,
                                                                        served_wine,
-                                                                       wine_reference):
+                                                                       wine_csv):
     window = create_window(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(window)
     page = window.monitor_page
@@ -59,7 +53,7 @@ def test_a_drifted_feature_shows_on_the_monitor_page_within_ten_seconds(qtbot, t
     assert "reference profile" in page.baseline_note.text()
 
     schema = load(DEMO_MODEL).schema
-    bodies, _ = bodies_for(schema, "/predict", "reference", wine_reference,
+    bodies, _ = bodies_for(schema, "/predict", "reference", wine_csv,
                            [parse_drift(f"{DRIFTED}=+2sd")])
     stop = Progress()
     plan = LoadPlan(served_wine.url, payloads=bodies, mode="open", rate=150, duration_s=20,

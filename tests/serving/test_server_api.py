@@ -277,7 +277,7 @@ async def test_schema_and_reference_routes_give_what_the_server_was_configured_w
         "kind": "numeric", "edges": [5.0, 6.0], "counts": [1, 1, 1]}}}
     async with iris_logreg.serve(reference=reference) as (_app, client):
         schema = (await client.get("/schema")).json()
-        assert [f["name"] for f in schema["features"]][0] == "sepal_length"
+        assert next(f["name"] for f in schema["features"]) == "sepal_length"
         assert schema == iris_logreg.config["schema"]
         assert (await client.get("/reference")).json() == reference
 

@@ -40,6 +40,17 @@ def demo_model():
     return DEMO_MODEL
 
 
+@pytest.fixture(scope="module")
+def demo_server(demo_model):
+    """The demo model served as a local process (one per test module)."""
+    from studio.core.artifacts import load
+    from studio.core.deploy import DeployOptions, deploy
+
+    deployment = deploy(load(demo_model), DeployOptions(runtime="process"))
+    yield deployment
+    deployment.stop()
+
+
 @pytest.fixture(scope="session")
 def iris_joblib(tmp_path_factory):
     X, y = load_iris(return_X_y=True, as_frame=True)

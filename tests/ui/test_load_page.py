@@ -8,21 +8,12 @@ import time
 import pytest
 from PySide6.QtCore import Qt, QTimer
 
-from studio.core.artifacts import load
-from studio.core.deploy import DeployOptions, deploy
 from studio.core.loadreport import TIMELINE_COLUMNS
 from studio.core.loadtest import LoadReport, SweepReport
 from studio.core.runtimes.base import free_port
 
 RUN_TIMEOUT_MS = 20_000
 CANCEL_WITHIN_S = 2.0
-
-
-@pytest.fixture(scope="module")
-def demo_server(demo_model):
-    deployment = deploy(load(demo_model), DeployOptions(runtime="process"))
-    yield deployment
-    deployment.stop()
 
 
 @pytest.fixture

@@ -7,47 +7,27 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
 from itertools import pairwise
-from pathlib import Path
 from typing import Self
 
 import httpx
 import pytest
 from monitor_servers import (
-    DEMO_MODEL,
     WINE_FEATURES,
     Background,
     TextServer,
-    running_demo,
     send,
     serve_demo,
     wine_bodies,
-    write_wine_csv,
 )
 from PySide6.QtCore import Qt, QTimer
 
 from studio.core.drift import PREDICTIONS_ROW
 from studio.core.payloads import parse_drift
-from studio.core.runtimes.base import Deployment
-from studio.ui import app
 
 REFRESH_TIMEOUT_MS = 5_000
 ALERT_TIMEOUT_MS = 15_000
 METRICS_TEXT = b"# TYPE jobs_total counter\njobs_total 1\n"
-
-
-@pytest.fixture(scope="module")
-def wine_csv(tmp_path_factory) -> Path:
-    return write_wine_csv(tmp_path_factory.mktemp("monitor-data") / "wine.csv")
-
-
-@pytest.fixture(scope="module")
-def reference_server(wine_csv) -> Iterator[Deployment]:
-    """The demo model served with the wine dataset attached as its reference."""
-    assert DEMO_MODEL == app.DEMO_MODEL  # the model the app opens
-    with running_demo(wine_csv) as deployment:
-        yield deployment
 
 
 @pytest.fixture

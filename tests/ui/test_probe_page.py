@@ -6,18 +6,9 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
-from studio.core.artifacts import load
-from studio.core.deploy import DeployOptions, deploy
 from studio.core.runtimes.base import free_port
 
 ANSWER_TIMEOUT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def demo_server(demo_model):
-    deployment = deploy(load(demo_model), DeployOptions(runtime="process"))
-    yield deployment
-    deployment.stop()
 
 
 @pytest.fixture
