@@ -100,7 +100,7 @@ def _plan(args: argparse.Namespace) -> LoadPlan:
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     return LoadPlan(url=args.url, route=args.route, payloads=bodies, payload_label=label,
                     timeout_s=args.timeout, headers=headers,
-                    connections=getattr(args, "connections", 16))
+                    connections=args.connections)
 
 
 def _progress_line(snapshot: Snapshot) -> str:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from typing import Any
 
 from studio.cli_load import seconds
+from studio.core.reports import figure
 
 ONCE_GAP_S = 1.0
 REFRESH_S = 1.0
@@ -46,10 +46,6 @@ def _monitor(args: argparse.Namespace):
                    api_key=args.api_key)
 
 
-def _ms(value: Any) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.2f} ms"
-
-
 def render(summary: dict[str, Any]) -> str:
     """The snapshot as the terminal shows it."""
     figures = summary["figures"]
@@ -57,9 +53,9 @@ def render(summary: dict[str, Any]) -> str:
     if summary["status"]:
         lines.append(f"  no answer: {summary['status']}")
     rate = figures.get("request_rate") or 0.0
+    p50, p95, p99 = (figure(figures.get(f"p{q}_ms"), ".2f", " ms") for q in (50, 95, 99))
     lines.append(f"  {rate:,.1f} req/s   errors {(figures.get('error_ratio') or 0):.1%}   "
-                 f"p50 {_ms(figures.get('p50_ms'))}   p95 {_ms(figures.get('p95_ms'))}   "
-                 f"p99 {_ms(figures.get('p99_ms'))}   in flight {figures.get('inflight') or 0:.0f}")
+                 f"p50 {p50}   p95 {p95}   p99 {p99}   in flight {figures.get('inflight') or 0:.0f}")
     cpu, memory = figures.get("cpu_cores"), figures.get("memory_bytes")
     lines.append(f"  CPU {cpu:.2f} cores" if cpu is not None else "  CPU –")
     if memory is not None:
@@ -71,14 +67,10 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(f"    {'feature':<28} {'PSI':>7} {'JS':>7} {'KS':>7} {'chi2 p':>8} "
                      f"{'live n':>8}  level")
         for row in summary["drift"]:
-            cells = [_number(row.get(k)) for k in ("psi", "js", "ks", "chi2_p")]
+            cells = [figure(row.get(k)) for k in ("psi", "js", "ks", "chi2_p")]
             lines.append(f"    {row['feature'][:28]:<28} {cells[0]:>7} {cells[1]:>7} "
                          f"{cells[2]:>7} {cells[3]:>8} {row['live_count']:>8,.0f}  {row['level']}")
     return "\n".join(lines)
-
-
-def _number(value: Any) -> str:
-    return "–" if value is None else f"{value:.3f}"
 
 
 def run_monitor(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from studio.core.loadtest import LoadReport, SweepReport
+from studio.core.reports import figure
 
 SERIES_COLORS = ("#2563eb", "#d97706", "#dc2626", "#059669", "#7c3aed")
 
@@ -34,15 +35,11 @@ def timeline_csv(report: LoadReport) -> str:
     writer.writerow(TIMELINE_COLUMNS)
     for s in report.timeline:
         writer.writerow([f"{s.elapsed_s:.3f}", f"{s.throughput:.1f}", f"{s.error_rate:.1f}",
-                         *(_cell(v) for v in (s.interval.p50_ms, s.interval.p90_ms,
+                         *(figure(v, missing="") for v in (s.interval.p50_ms, s.interval.p90_ms,
                                               s.interval.p95_ms, s.interval.p99_ms,
                                               s.interval.max_ms)),
                          s.sent, s.completed, s.errors, s.inflight, s.late_sends])
     return out.getvalue()
-
-
-def _cell(value: float) -> str:
-    return f"{value:.3f}" if math.isfinite(value) else ""
 
 
 def report_suffixes(sweep: bool = False) -> tuple[str, ...]:
@@ -199,7 +196,7 @@ def _page(title: str, body: str) -> str:
 
 
 def _ms(value: float | None) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:,.2f} ms"
+    return figure(value, ",.2f", " ms")
 
 
 def summary_rows(report: LoadReport) -> list[tuple[str, str]]:

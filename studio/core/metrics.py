@@ -517,6 +517,8 @@ class MetricsSeries:
         of features (since it started): the span a baseline from live traffic is taken over.
         None while fewer rows have been counted."""
         scrapes = self.scrapes()
+        if not scrapes or live_counts(scrapes[-1:], since_start=True).rows < rows:
+            return None  # not there yet: asked at every refresh, so answered from one scrape
         for i, entry in enumerate(scrapes):
             if live_counts([entry], since_start=True).rows >= rows:
                 return scrapes[: i + 1]

@@ -35,6 +35,7 @@ from studio.core.drift import (
 )
 from studio.core.metrics import (
     ChartSeries,
+    LiveCounts,
     MetricsError,
     MetricsSeries,
     Scrape,
@@ -115,6 +116,8 @@ class DriftPicture:
     """Where the reference counts come from, in words the page shows."""
     waiting: str | None = None
     """Why there is no table yet (a baseline still filling, no feature counts at all)."""
+    counts: LiveCounts | None = None
+    """The live counts the rows were computed from (the feature histograms show the same)."""
 
 
 @dataclass
@@ -169,11 +172,11 @@ class Monitor:
             reference, note = self._server_reference(client)
         return Poll(now, result, error, usage, reference, note)
 
-    def _server_reference(self, client: httpx.Client | None) -> tuple[dict | None, str]:
+    def _server_reference(self, client: httpx.Client) -> tuple[dict | None, str]:
         base = self.url.removesuffix("/metrics")
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         try:
-            answer = (client or httpx).get(f"{base}/reference", headers=headers, timeout=2.0)
+            answer = client.get(f"{base}/reference", headers=headers, timeout=2.0)
         except httpx.HTTPError:
             return None, "the server did not answer GET /reference"
         if answer.status_code in (401, 403):
@@ -306,7 +309,7 @@ class Monitor:
             history = self.drift_history.setdefault(row.feature, deque(maxlen=DRIFT_HISTORY))
             if not history or history[-1][0] < now:
                 history.append((now, row.psi))
-        return DriftPicture(rows, note)
+        return DriftPicture(rows, note, counts=counts)
 
     def summary(self, window_s: float | None, since_start: bool = False) -> dict[str, Any]:
         """One JSON-ready snapshot: figures, what was recognized, and drift per feature."""
@@ -384,7 +387,7 @@ def build_view(monitor: Monitor, window_s: float | None, feature: str | None) ->
         feature = drift.rows[0].feature
     return MonitorView(now, charts, monitor.figures(window_s), monitor.status,
                        monitor.recognized(), drift, error,
-                       _feature_view(monitor, window_s, feature, now) if drift else None)
+                       _feature_view(monitor, drift.counts, feature, now) if drift else None)
 
 
 def _gauges(monitor: Monitor, window_s: float | None,
@@ -436,7 +439,7 @@ def _gauges(monitor: Monitor, window_s: float | None,
     return charts
 
 
-def _feature_view(monitor: Monitor, window_s: float | None, name: str | None,
+def _feature_view(monitor: Monitor, counts: LiveCounts | None, name: str | None,
                   now: float) -> FeatureView | None:
     reference = monitor.reference or {}
     if name is None:
@@ -445,9 +448,8 @@ def _feature_view(monitor: Monitor, window_s: float | None, name: str | None,
     psi_times, psi = [t - now for t, _ in history], [v for _, v in history]
     profile = (reference.get("predictions") if name == PREDICTIONS_ROW
                else (reference.get("features") or {}).get(name))
-    if not profile:
+    if not profile or counts is None:
         return FeatureView(name, [], [], [], psi_times, psi)
-    counts = live_counts(monitor.series.scrapes(window_s))
     if profile.get("kind") == "categorical":
         live = (counts.predictions if name == PREDICTIONS_ROW
                 else counts.categorical.get(name)) or {}

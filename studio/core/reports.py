@@ -77,3 +77,10 @@ def finite_json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [finite_json(v) for v in value]
     return value
+
+
+def figure(value: float | None, spec: str = ".3f", unit: str = "", missing: str = "–") -> str:
+    """A measured figure as text, or `missing` when nothing was measured (None or NaN)."""
+    if value is None or not math.isfinite(value):
+        return missing
+    return f"{value:{spec}}{unit}"

@@ -301,9 +301,7 @@ class LoadPage(QWidget):
                         duration_s=self.duration.value(),
                         warmup_s=self.warmup.value() if mode != "sweep" else 0.0,
                         timeout_s=self.timeout.value())
-        plan.payloads = [b"{}"]  # checked without bodies; the run makes the real ones
-        plan.check()
-        plan.payloads = []
+        plan.check()  # the bodies are made when it runs
         return plan, mode, self.slo.value()
 
     # --- running -------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from studio.core.monitor import (
     build_view,
     read_profile,
 )
+from studio.core.reports import figure
 from studio.core.runtimes.base import Deployment
 from studio.ui.widgets.charts import BinsChart, SeriesChart
 from studio.ui.widgets.page_parts import error_banner, page_title, server_url_field
@@ -205,9 +206,6 @@ class MonitorPage(QWidget):
             self.stop()
             self.start()
 
-    def detach(self) -> None:
-        self.deployment = None
-
     def choose_reference(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Reference profile", "",
                                               "Reference profile (*.json)")
@@ -353,8 +351,8 @@ class MonitorPage(QWidget):
             table.setRowCount(len(picture.rows))
         shown = view.feature.name if view.feature is not None else None
         for row, drift in enumerate(picture.rows):
-            cells = (drift.feature, _number(drift.psi), _number(drift.js), _number(drift.ks),
-                     _number(drift.chi2_p), f"{drift.live_count:,.0f}", drift.level)
+            cells = (drift.feature, figure(drift.psi), figure(drift.js), figure(drift.ks),
+                     figure(drift.chi2_p), f"{drift.live_count:,.0f}", drift.level)
             brush = QBrush(LEVEL_COLORS.get(drift.level, QColor(255, 255, 255)))
             for column, text in enumerate(cells):
                 item = table.item(row, column)
@@ -397,8 +395,4 @@ class MonitorPage(QWidget):
             return
         self.drift_chart.set_series(feature.name, feature.psi_times, feature.psi)
         self.bins_chart.set_bins(feature.labels, feature.reference, feature.live)
-
-
-def _number(value: float) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.3f}"
 
