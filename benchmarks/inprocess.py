@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/inprocess.py --write    # and update docs/benchmarks.md
 
 Each model is trained here on synthetic data (20 features), saved with joblib, and taken through
-the product's own path: artifacts.load -> convert.convert -> optimize.optimize. The three
+the product's own path: artifact.load -> convert.convert -> optimize.optimize. The three
 implementations are then timed in this process, side by side in the same minute, with the same
 rows: median of many calls after a warm-up, ONNX Runtime pinned to one thread. What matters is the
 ratio column; absolute times move with the machine's load.
@@ -35,10 +35,11 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from studio.core.artifacts import load
-from studio.core.convert import convert
-from studio.core.optimize import Optimization, optimize
-from studio.core.timing import median_ms, onnx_session
+from studio.core.model.artifact import load
+from studio.core.model.session import onnx_session
+from studio.core.optimize.convert import convert
+from studio.core.optimize.optimize import Optimization, optimize
+from studio.core.optimize.timing import median_ms
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"

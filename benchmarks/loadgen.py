@@ -1,4 +1,4 @@
-"""Load generator benchmark: Slipway's load tester (studio.core.loadtest) against wrk.
+"""Load generator benchmark: Slipway's load tester (studio.core.loadtest.engine) against wrk.
 
     .venv/bin/python benchmarks/loadgen.py            # measure, print the table and verdicts
     .venv/bin/python benchmarks/loadgen.py --write    # and update the loadgen section of
@@ -82,7 +82,8 @@ SERVER_BOUND = "slipway"
 
 TESTER = """\
 import json, sys
-from studio.core.loadtest import LoadPlan, run
+from studio.core.loadtest.engine import run
+from studio.core.loadtest.plan import LoadPlan
 spec = json.loads(sys.argv[1])
 spec["payloads"] = [body.encode() for body in spec["payloads"]]
 print(json.dumps(run(LoadPlan(**spec)).to_dict()))
@@ -347,7 +348,7 @@ def section(report: dict[str, Any], results: dict[str, Any],
          f"clients load the same server at {CONNECTIONS} connections, closed loop, with the same "
          "POST body (one row of 20 features, `{\"features\": [...]}`), each as its own child "
          "process of the script: `wrk -t2 -c64 --latency --timeout 10s` with a Lua script, and "
-         "`studio.core.loadtest.run(LoadPlan(mode=\"closed\", connections=64))` in `python -c`. "
+         "`studio.core.loadtest.engine.run(LoadPlan(mode=\"closed\", connections=64))` in `python -c`. "
          f"They take turns (wrk, tester, wrk, tester, ...), {report['rounds']} rounds of "
          f"{report['seconds']:g} s each per target, every measured run preceded by "
          f"{report['warmup']:g} s of load from the same client; figures are medians over the "

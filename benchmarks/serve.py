@@ -12,7 +12,7 @@ joblib. For each, these servers run as child processes on 127.0.0.1, one process
 
   (a) tutorial  benchmarks/tutorial_server.py: FastAPI + pydantic + joblib, predict and
                 predict_proba per request, uvicorn with default options (access log on)
-  (b) Slipway   the product's path: artifacts.load(trust=True) -> deploy.deploy(process runtime),
+  (b) Slipway   the product's path: artifact.load(trust=True) -> deploy.deploy(process runtime),
                 which converts to ONNX (parity-checked) and runs slipway_server
   (c) bare ASGI benchmarks/bare_asgi.py: a constant JSON under Slipway's uvicorn options; the
                 ceiling of HTTP on this machine, whatever the model
@@ -25,6 +25,10 @@ Slipway's image for the forest against a tutorial-style image (benchmarks/tutori
 FROM the same base, and the time from `containers.run` to /ready answering 200 for an iris model.
 
 Raw results go to benchmarks/results/serve-<date>.json.
+
+Longer than 500 lines because it is one script a reader runs and checks top to bottom: how each
+server is started, how wrk loads it, how the image is measured and how the tables are written
+are sections of one procedure, and a figure in docs/benchmarks.md is traced to it in one file.
 """
 
 from __future__ import annotations
@@ -61,11 +65,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
-from studio.core.artifacts import load
-from studio.core.bundle import ImageOptions, manylinux_platforms
-from studio.core.deploy import DeployOptions, deploy
-from studio.core.isolation import die_with_parent
-from studio.core.runtimes.base import free_port
+from studio.core.model.artifact import load
+from studio.core.model.isolation import die_with_parent
+from studio.core.serve.bundle import ImageOptions, manylinux_platforms
+from studio.core.serve.deploy import DeployOptions, deploy
+from studio.core.serve.runtimes.base import free_port
+from studio.core.tasks import Progress
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -215,7 +220,7 @@ def start_tutorial(model: BenchModel, logs: Path) -> Server:
 
 def start_slipway(model: BenchModel, logs: Path) -> Server:
     artifact = load(model.path, trust=True)
-    deployment = deploy(artifact, DeployOptions(runtime="process"), on_log=log)
+    deployment = deploy(artifact, DeployOptions(runtime="process"), progress=Progress(on_partial=log))
     return Server("slipway", f"{deployment.url}/predict", features_body(model),
                   deployment.stop, "deploy(runtime='process'): ONNX Runtime, default options",
                   pid=getattr(deployment, "pid", None))
@@ -802,7 +807,7 @@ def section(report: dict[str, Any], results: list[WrkResult], models: list[Bench
         "- **tutorial** (`benchmarks/tutorial_server.py`): FastAPI, a pydantic body "
         "`features: list[float]`, the joblib model's `predict` and `predict_proba`; "
         f"{notes.get('tutorial', '')}.",
-        "- **Slipway**: `artifacts.load(path, trust=True)` then `deploy(artifact, "
+        "- **Slipway**: `artifact.load(path, trust=True)` then `deploy(artifact, "
         "DeployOptions(runtime=\"process\"))`, which converts to ONNX (parity-checked) and runs "
         "`slipway_server` with its defaults (micro-batching on, access log off); body "
         "`{\"features\": [...]}` to `POST /predict`.",

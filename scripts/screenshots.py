@@ -2,12 +2,16 @@
 
 Opens the real app offscreen on real models and saves what the window shows to docs/screenshots/:
 three views of the Model page, then the Optimize page after converting and optimizing an MLP
-trained here on scikit-learn's breast-cancer data, then the Load and Monitor pages against the demo
-model served as a local process with its reference data, under a load test that shifts one feature.
+trained here on scikit-learn's breast-cancer data, the Serve page running the demo model (in
+Docker when an engine answers; set SLIPWAY_BASE_IMAGE to a local base image where no registry
+does), the Probe page with a request that misses features, then the Load and Monitor pages against
+the demo model served as a local process with its reference data, under a load test that shifts one
+feature.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -36,7 +40,7 @@ def _mlp_artifact(folder: Path):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from studio.core.artifacts import load
+    from studio.core.model.artifact import load
 
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     model = make_pipeline(StandardScaler(), MLPClassifier((256, 256), max_iter=300, random_state=0))
@@ -79,13 +83,46 @@ def main() -> int:
             box.setChecked(True)
         page.reference.setText(str(source.path.with_suffix(".csv")))
         page.run_finished.connect(lambda: (page.table.selectRow(2),
-                                           save("optimize.png", load_shot)))
+                                           save("optimize.png", serve_shot)))
         page.run()
 
+    def serve_shot() -> None:
+        from studio.core.model.artifact import load
+
+        window.set_current(load(DEMO_MODEL))  # fills in the demo's reference data too
+        page = window.serve_page
+        if os.environ.get("SLIPWAY_BASE_IMAGE"):
+            page.base_image.setText(os.environ["SLIPWAY_BASE_IMAGE"])
+        window.nav.setCurrentRow(window.pages.indexOf(page))
+        app.aboutToQuit.connect(page.shutdown)
+
+        def ready(_deployment) -> None:
+            page.deployment_ready.disconnect(ready)
+            QTimer.singleShot(1500, lambda: save("serve.png", probe_shot))  # a few log lines
+
+        page.deployment_ready.connect(ready)
+        page.state_changed.connect(lambda state: state == "failed" and (
+            print(page.error_banner.message.text(), file=sys.stderr), app.exit(1)))
+        page.build_and_run()
+
+    def probe_shot() -> None:
+        page = window.probe_page
+        window.nav.setCurrentRow(window.pages.indexOf(page))
+        page.route.setCurrentText("/predict")
+        page.editor.setPlainText(json.dumps({"features": {"alcohol": 13.2, "malic_acid": 1.8}},
+                                            indent=2))
+
+        def answered(_reply) -> None:
+            page.answered.disconnect(answered)
+            save("probe.png", load_shot)
+
+        page.answered.connect(answered)
+        page.send()
+
     def load_shot() -> None:
-        from studio.core.artifacts import load
-        from studio.core.bundle import ServingOptions
-        from studio.core.deploy import DeployOptions, deploy
+        from studio.core.model.artifact import load
+        from studio.core.serve.bundle import ServingOptions
+        from studio.core.serve.deploy import DeployOptions, deploy
 
         demo = load(DEMO_MODEL)
         deployment = deploy(demo, DeployOptions(
@@ -115,8 +152,9 @@ def main() -> int:
     def monitor_shot() -> None:
         import threading
 
-        from studio.core.loadtest import LoadPlan, run
-        from studio.core.payloads import bodies_for, parse_drift
+        from studio.core.loadtest.engine import run
+        from studio.core.loadtest.payloads import bodies_for, parse_drift
+        from studio.core.loadtest.plan import LoadPlan
 
         page = window.monitor_page
         window.nav.setCurrentRow(window.pages.indexOf(page))

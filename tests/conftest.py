@@ -6,6 +6,9 @@ joblib, pickle and skops; ONNX from the onnx wheel and from skl2onnx; XGBoost an
 own formats; MLflow folders written by mlflow itself). Each model file comes with the fitted
 estimator and the data it was trained on, so a test can check what the studio says about the file
 against what the real model does.
+
+Longer than 500 lines because every suite shares these models, each trained once per session: one
+fixture per model, side by side, is what a reader scans to find the model a test uses.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ def pytest_collection_modifyitems(config, items):
     (CI): there a missing engine must fail the run, not hide the tests."""
     if os.environ.get("SLIPWAY_REQUIRE_DOCKER") == "1":
         return
-    from studio.core.runtimes.docker import engine_status
+    from studio.core.serve.runtimes.docker import engine_status
 
     wanted = [item for item in items if "docker" in item.keywords]
     if not wanted:

@@ -31,12 +31,14 @@ from prometheus_client import (
     start_http_server,
 )
 
-from studio.core.artifacts import load
-from studio.core.bundle import ServingOptions
-from studio.core.deploy import DeployOptions, deploy
-from studio.core.loadtest import LoadPlan, LoadReport, run
-from studio.core.payloads import Drift, bodies_for, fetch_schema
-from studio.core.runtimes.base import Deployment, free_port
+from studio.core.loadtest.engine import run
+from studio.core.loadtest.payloads import Drift, bodies_for, fetch_schema
+from studio.core.loadtest.plan import LoadPlan
+from studio.core.loadtest.results import LoadReport
+from studio.core.model.artifact import load
+from studio.core.serve.bundle import ServingOptions
+from studio.core.serve.deploy import DeployOptions, deploy
+from studio.core.serve.runtimes.base import Deployment, free_port
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "resources" / "demo" / "wine_classifier.onnx"
 """studio.ui.app.DEMO_MODEL, named here without importing Qt into the core tests."""

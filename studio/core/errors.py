@@ -2,10 +2,50 @@
 
 `message` is the sentence shown in the page that caused the error, `hint` the next step, and
 `detail` the technical story (a child process's stderr, a library's own message) that goes only to
-the log view or to `--verbose` output.
+the log view or to `--verbose` output. `exit_status` is what `slipway` ends with when the error
+stops a command.
+
+The family (each class lives with the stage that raises it; a test holds this table to the code):
+
+    class               exit  module                          raised when
+    StudioError            1  core/errors.py                  (the base: something failed)
+    ModelLoadError         3  core/errors.py                  the file is not a model Slipway loads
+    TrustRequired          3  core/errors.py                  loading it would run the file's code
+    DatasetError           3  core/model/datasets.py          reference rows cannot be read
+    ConversionError        3  core/optimize/convert.py        a model has no ONNX conversion
+    OptimizationError      3  core/optimize/optimize.py       an optimization cannot run
+    BundleError            1  core/serve/bundle.py            the build context cannot be written
+    DeploymentError        1  core/serve/runtimes/base.py     a server cannot be built or started
+    ServerUnreachable      1  core/serve/client.py            nothing answers at the URL
+    LoadTestError          2  core/loadtest/plan.py           a load test's plan cannot run
+    PayloadError           2  core/loadtest/payloads.py       request bodies cannot be made
+    MetricsError           1  core/monitor/scrape.py          a metrics endpoint does not answer
+    ProfileError           2  core/monitor/reference.py       a file is not a reference profile
+    DriftError             2  core/monitor/drift.py           live counts are on other bins
+
+`Cancelled` is not an error: the user asked to stop, and pages return to idle (`slipway` exits 130).
 """
 
 from __future__ import annotations
+
+from enum import IntEnum
+from typing import ClassVar
+
+
+class ExitStatus(IntEnum):
+    """What `slipway` exits with."""
+
+    OK = 0
+    FAILED = 1
+    """A build, a server or a request failed."""
+    USAGE = 2
+    """Bad usage: an option, a plan, a payload or a profile that cannot be used."""
+    NOT_LOADABLE = 3
+    """Not a model that can be loaded or converted, or an optimization that cannot help it."""
+    PARITY_FAILED = 4
+    """The new model was written but failed its parity check."""
+    CANCELLED = 130
+    """Ctrl-C, as a shell reports SIGINT."""
 
 
 def first_line(exc: BaseException) -> str:
@@ -17,6 +57,8 @@ def first_line(exc: BaseException) -> str:
 
 class StudioError(Exception):
     """Something the user can understand and act on."""
+
+    exit_status: ClassVar[ExitStatus] = ExitStatus.FAILED
 
     def __init__(self, message: str, hint: str | None = None, detail: str | None = None):
         super().__init__(message)
@@ -31,12 +73,16 @@ class StudioError(Exception):
 class ModelLoadError(StudioError):
     """The file or folder is not a model Slipway can load."""
 
+    exit_status = ExitStatus.NOT_LOADABLE
+
 
 class TrustRequired(StudioError):
     """Loading this file would run code from it; the user has to say they trust it first.
 
     `reasons` lists what the file would import or instantiate, so the person deciding can see it.
     """
+
+    exit_status = ExitStatus.NOT_LOADABLE
 
     def __init__(self, message: str, hint: str | None = None, reasons: list[str] | None = None):
         super().__init__(message, hint)

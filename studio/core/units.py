@@ -1,6 +1,10 @@
-"""Numbers written for people."""
+"""How figures are written: for people (sizes, measured figures, aligned tables) and for JSON
+(which has no NaN)."""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 
 def human_size(n: float) -> str:
@@ -10,3 +14,28 @@ def human_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
+
+
+def figure(value: float | None, spec: str = ".3f", unit: str = "", missing: str = "–") -> str:
+    """A measured figure as text, or `missing` when nothing was measured (None or NaN)."""
+    if value is None or not math.isfinite(value):
+        return missing
+    return f"{value:{spec}}{unit}"
+
+
+def text_table(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    """Left-aligned columns, the first row being the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def finite_json(value: Any) -> Any:
+    """`value` with every NaN and infinity made None: JSON has no NaN, and an unmeasured figure
+    is null in a report, not a number."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value

@@ -26,15 +26,16 @@ from PySide6.QtWidgets import (
 )
 
 from studio import __version__
-from studio.core.artifacts import ModelArtifact
-from studio.core.runtimes.docker import EngineStatus, engine_status
+from studio.core.model.artifact import ModelArtifact
+from studio.core.serve.runtimes.docker import EngineStatus, engine_status
+from studio.ui.pages.coming_soon_page import ComingSoonPage
 from studio.ui.pages.load_page import LoadPage
 from studio.ui.pages.model_page import ModelPage
 from studio.ui.pages.monitor_page import MonitorPage
 from studio.ui.pages.optimize_page import OptimizePage
+from studio.ui.pages.page import Page
 from studio.ui.pages.probe_page import ProbePage
 from studio.ui.pages.serve_page import ServePage
-from studio.ui.pages.stage_page import StagePage
 from studio.ui.widgets.log_view import LogView
 from studio.ui.workers import TaskRunner
 
@@ -72,26 +73,20 @@ class MainWindow(QMainWindow):
         self.model_page.open_requested.connect(self.choose_file)
         self.model_page.demo_requested.connect(self.open_demo)
         self.model_page.artifact_loaded.connect(self._model_loaded)
-        self.model_page.log_requested.connect(self.show_log)
 
         self.optimize_page = OptimizePage(self.runner)
         self.optimize_page.artifact_chosen.connect(self.use_artifact)
-        self.optimize_page.log_requested.connect(self.show_log)
 
         self.serve_page = ServePage(self.runner)
-        self.serve_page.log_requested.connect(self.show_log)
         self.engine_checked.connect(self.serve_page.set_engine)
 
         self.probe_page = ProbePage(self.runner)
-        self.probe_page.log_requested.connect(self.show_log)
         self.serve_page.deployment_ready.connect(lambda d: self.probe_page.set_url(d.url))
 
         self.load_page = LoadPage(self.runner)
-        self.load_page.log_requested.connect(self.show_log)
         self.serve_page.deployment_ready.connect(lambda d: self.load_page.set_url(d.url))
 
         self.monitor_page = MonitorPage(self.runner)
-        self.monitor_page.log_requested.connect(self.show_log)
         self.serve_page.deployment_ready.connect(self.monitor_page.attach)
 
         self.nav = QListWidget()
@@ -105,7 +100,7 @@ class MainWindow(QMainWindow):
         self._add_page("Load", self.load_page)
         self._add_page("Monitor", self.monitor_page)
         for title, description in STAGES:
-            self._add_page(title, StagePage(title, description))
+            self._add_page(title, ComingSoonPage(self.runner, title, description))
         self.nav.currentRowChanged.connect(self.pages.setCurrentIndex)
         self.nav.setCurrentRow(0)
 
@@ -138,9 +133,10 @@ class MainWindow(QMainWindow):
         self.engine_timer.start(ENGINE_RECHECK_MS)
         self.resize(1180, 760)
 
-    def _add_page(self, title: str, page: QWidget) -> None:
+    def _add_page(self, title: str, page: Page) -> None:
         self.nav.addItem(title)
         self.pages.addWidget(page)
+        page.log_requested.connect(self.show_log)
 
     # --- menus and recent files ----------------------------------------------------------------
 
@@ -242,10 +238,8 @@ class MainWindow(QMainWindow):
             f"{schema.name}: {schema.task}, {len(schema.features) or len(schema.inputs)} "
             f"{'features' if schema.features else 'input tensors'}")
         self.setWindowTitle(f"{schema.name} — Slipway Studio")
-        self.optimize_page.set_source(artifact)
-        self.serve_page.set_source(artifact)
-        self.probe_page.set_source(artifact)
-        self.load_page.set_source(artifact)
+        for index in range(self.pages.count()):
+            self.pages.widget(index).set_source(artifact)
         if self.demo_reference is not None and artifact.path == self.demo_model \
                 and not self.serve_page.reference.text():
             self.serve_page.reference.setText(str(self.demo_reference))  # drift works out of the box

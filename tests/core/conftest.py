@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from studio.core.artifacts import ModelArtifact, load
+from studio.core.model.artifact import ModelArtifact, load
 
 PARALLEL_LOADS = max(2, min(4, (os.cpu_count() or 2)))
 
@@ -70,7 +70,7 @@ class Conversions:
         self._lock = threading.Lock()
 
     def _convert(self, path: Path, trust: bool, options: dict[str, Any], output: Path):
-        from studio.core.convert import convert
+        from studio.core.optimize.convert import convert
 
         artifact = self._loads.get(path, **({"trust": True} if trust else {}))
         return convert(artifact, output, **options)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from studio.core.artifacts import load
+from studio.core.model.artifact import load
 
 
 @pytest.fixture(scope="session")

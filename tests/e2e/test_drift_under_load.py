@@ -11,11 +11,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest
 from PySide6.QtCore import QSettings
 
-from studio.core.artifacts import load
-from studio.core.bundle import ImageOptions, ServingOptions
-from studio.core.deploy import DeployOptions, deploy
-from studio.core.loadtest import LoadPlan, run
-from studio.core.payloads import bodies_for, parse_drift
+from studio.core.loadtest.engine import run
+from studio.core.loadtest.payloads import bodies_for, parse_drift
+from studio.core.loadtest.plan import LoadPlan
+from studio.core.model.artifact import load
+from studio.core.serve.bundle import ImageOptions, ServingOptions
+from studio.core.serve.deploy import DeployOptions, deploy
 from studio.core.tasks import Progress
 from studio.ui.app import DEMO_MODEL, create_window
 

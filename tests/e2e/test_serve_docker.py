@@ -1,20 +1,19 @@
 """The Docker runtime with the real engine: build, run, answer, stop, clean up, fail clearly."""
 
 import numpy as np
-import onnx
 import pytest
-from serving_checks import iris_row, onnx_answer
+from serving_checks import SQUEEZENET, iris_row, onnx_answer, squeezenet_answers
 
-from studio.core.artifacts import load
-from studio.core.bundle import ImageOptions, write_bundle
-from studio.core.client import ModelClient
-from studio.core.convert import convert
-from studio.core.deploy import DeployOptions, deploy
-from studio.core.runtimes.base import DeploymentError
-from studio.core.runtimes.docker import MANAGED_LABEL, DockerRuntime
+from studio.core.model.artifact import load
+from studio.core.optimize.convert import convert
+from studio.core.serve.bundle import ImageOptions, write_bundle
+from studio.core.serve.client import ModelClient
+from studio.core.serve.deploy import DeployOptions, deploy
+from studio.core.serve.runtimes.base import DeploymentError
+from studio.core.serve.runtimes.docker import MANAGED_LABEL, DockerRuntime
+from studio.core.tasks import Progress
 
 pytestmark = [pytest.mark.docker, pytest.mark.needs_base_image]
-SQUEEZENET = onnx.__file__.rsplit("/", 1)[0] + "/backend/test/data/light/light_squeezenet.onnx"
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +21,7 @@ def iris_container(iris_artifact, base_image):
     log = []
     deployment = deploy(iris_artifact, DeployOptions(
         runtime="docker", tag="slipway-test/iris:1", image=ImageOptions(base_image=base_image)),
-        on_log=log.append)
+        progress=Progress(on_partial=log.append))
     yield deployment, log
     deployment.stop()
 
@@ -72,12 +71,7 @@ def test_an_image_model_serves_v2_in_a_container(base_image):
         runtime="docker", tag="slipway-test/squeezenet:1",
         image=ImageOptions(base_image=base_image)))
     try:
-        data = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
-        expected = onnx_answer(SQUEEZENET, {"data_0": data})["softmaxout_1"]
-        with ModelClient(deployment.url, timeout=30) as client:
-            reply = client.predict({"inputs": [{"name": "data_0", "shape": [1, 3, 224, 224],
-                                                "datatype": "FP32", "data": data.ravel().tolist()}]},
-                                   route="/v2/models/light_squeezenet/infer")
+        reply, expected = squeezenet_answers(deployment.url, seed=1)
         assert reply.status == 200, reply.body
         assert np.allclose(reply.body["outputs"][0]["data"], expected.ravel(), atol=1e-5)
     finally:

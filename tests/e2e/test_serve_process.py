@@ -3,16 +3,13 @@
 import socket
 
 import numpy as np
-import onnx
 import pytest
-from serving_checks import iris_row, onnx_answer
+from serving_checks import SQUEEZENET, iris_row, onnx_answer, squeezenet_answers
 
-from studio.core.artifacts import load
-from studio.core.client import ModelClient
-from studio.core.deploy import DeployOptions, choose_runtime, deploy
-from studio.core.runtimes.base import DeploymentError, DeploymentState
-
-SQUEEZENET = onnx.__file__.rsplit("/", 1)[0] + "/backend/test/data/light/light_squeezenet.onnx"
+from studio.core.model.artifact import load
+from studio.core.serve.client import ModelClient
+from studio.core.serve.deploy import DeployOptions, choose_runtime, deploy
+from studio.core.serve.runtimes.base import DeploymentError, DeploymentState
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +49,7 @@ def test_an_image_model_is_served_through_v2(tmp_path):
     deployment = deploy(artifact, DeployOptions(runtime="process"))
     try:
         assert deployment.name == "light_squeezenet"
-        data = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
-        expected = onnx_answer(SQUEEZENET, {"data_0": data})["softmaxout_1"]
-        with ModelClient(deployment.url, timeout=30) as client:
-            reply = client.predict({"inputs": [{"name": "data_0", "shape": [1, 3, 224, 224],
-                                                "datatype": "FP32", "data": data.ravel().tolist()}]},
-                                   route="/v2/models/light_squeezenet/infer")
+        reply, expected = squeezenet_answers(deployment.url, seed=0)
         assert reply.status == 200, reply.body
         output = reply.body["outputs"][0]
         assert output["shape"] == list(expected.shape)
@@ -78,8 +70,8 @@ def test_a_port_in_use_is_a_clear_error(iris_artifact):
 
 
 def test_a_server_that_exits_at_start_is_reported_with_its_log(iris_artifact, tmp_path):
-    from studio.core.bundle import write_bundle
-    from studio.core.runtimes.process import ProcessRuntime
+    from studio.core.serve.bundle import write_bundle
+    from studio.core.serve.runtimes.process import ProcessRuntime
 
     bundle = write_bundle(iris_artifact_onnx(iris_artifact, tmp_path), tmp_path / "bundle",
                           with_wheels=False)
@@ -91,7 +83,7 @@ def test_a_server_that_exits_at_start_is_reported_with_its_log(iris_artifact, tm
 
 
 def iris_artifact_onnx(artifact, folder):
-    from studio.core.convert import convert
+    from studio.core.optimize.convert import convert
 
     return convert(artifact, folder / "iris.onnx").artifact
 

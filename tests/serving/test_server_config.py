@@ -108,8 +108,9 @@ def test_schema_that_does_not_fit_the_model(iris_logreg):
 
 
 def test_the_studio_bundler_config_is_served(tmp_path, iris_logreg):
-    """What studio.core.bundle writes for a real ONNX artifact is what this server reads."""
-    from studio.core import artifacts, bundle
+    """What studio.core.serve.bundle writes for a real ONNX artifact is what this server reads."""
+    from studio.core.model import artifact as artifacts
+    from studio.core.serve import bundle
 
     artifact = artifacts.load(iris_logreg.path)
     config = bundle.serving_config(artifact, bundle.ServingOptions())

@@ -43,8 +43,8 @@ def demo_model():
 @pytest.fixture(scope="module")
 def demo_server(demo_model):
     """The demo model served as a local process (one per test module)."""
-    from studio.core.artifacts import load
-    from studio.core.deploy import DeployOptions, deploy
+    from studio.core.model.artifact import load
+    from studio.core.serve.deploy import DeployOptions, deploy
 
     deployment = deploy(load(demo_model), DeployOptions(runtime="process"))
     yield deployment

@@ -8,9 +8,10 @@ import time
 import pytest
 from PySide6.QtCore import Qt, QTimer
 
-from studio.core.loadreport import TIMELINE_COLUMNS
-from studio.core.loadtest import LoadReport, SweepReport
-from studio.core.runtimes.base import free_port
+from studio.core.loadtest.report import TIMELINE_COLUMNS
+from studio.core.loadtest.results import LoadReport
+from studio.core.loadtest.sweep import SweepReport
+from studio.core.serve.runtimes.base import free_port
 
 RUN_TIMEOUT_MS = 20_000
 CANCEL_WITHIN_S = 2.0

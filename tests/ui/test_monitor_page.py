@@ -22,8 +22,8 @@ from monitor_servers import (
 )
 from PySide6.QtCore import Qt, QTimer
 
-from studio.core.drift import PREDICTIONS_ROW
-from studio.core.payloads import parse_drift
+from studio.core.loadtest.payloads import parse_drift
+from studio.core.monitor.drift import PREDICTIONS_ROW
 
 REFRESH_TIMEOUT_MS = 5_000
 ALERT_TIMEOUT_MS = 15_000

@@ -7,7 +7,7 @@ import pandas as pd
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from studio.core.optimize import Optimization
+from studio.core.optimize.optimize import Optimization
 
 RUN_TIMEOUT_MS = 120_000
 
@@ -147,4 +147,4 @@ def test_saving_a_model_that_failed_parity_asks_first(qtbot, window, sklearn_mod
 def test_without_a_model_there_is_nothing_to_run(window):
     page = window.optimize_page
     assert not page.run_button.isEnabled()
-    assert "Open a model" in page.source_label.text()
+    assert "Open a model" in page.subtitle.text()

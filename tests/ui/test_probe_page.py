@@ -6,7 +6,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
-from studio.core.runtimes.base import free_port
+from studio.core.serve.runtimes.base import free_port
 
 ANSWER_TIMEOUT_MS = 15_000
 
@@ -84,3 +84,10 @@ def test_an_unreachable_server_is_shown_plainly(qtbot, probe):
     assert probe.error_banner.message.text().startswith("Nothing answers at http://127.0.0.1:")
     assert probe.status.text() == "No answer"
     assert probe.send_button.isEnabled()
+
+
+def test_the_page_is_ready_for_the_next_request_when_it_says_answered(qtbot, probe):
+    ready = []
+    probe.answered.connect(lambda reply: ready.append(probe.send_button.isEnabled()))
+    send(qtbot, probe)
+    assert ready == [True]

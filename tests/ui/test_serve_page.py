@@ -11,7 +11,7 @@ def test_build_and_run_serves_the_current_model_and_stop_ends_it(qtbot, window, 
         window.open_model(demo_model)
     window.nav.setCurrentRow(2)
     page = window.serve_page
-    assert "wine_classifier" in page.source_label.text()
+    assert "wine_classifier" in page.subtitle.text()
     # The fixture's DOCKER_HOST points nowhere: Auto explains it will use a local process.
     qtbot.waitUntil(lambda: "Local process" in page.runtime_reason.text(), timeout=10_000)
     with qtbot.waitSignal(page.deployment_ready, timeout=START_TIMEOUT_MS) as ready:
@@ -22,6 +22,9 @@ def test_build_and_run_serves_the_current_model_and_stop_ends_it(qtbot, window, 
     assert page.status.text() == "ready: process runtime"
     assert deployment.url in page.url_label.text()
     assert "Runtime: process" in page.build_log.toPlainText()
+    # the server's own log follows, line by line, into the other tab
+    qtbot.waitUntil(lambda: "serving wine_classifier" in page.server_log.toPlainText(),
+                    timeout=10_000)
     body = window.model_page.artifact.schema.samples.rest
     answer = httpx.post(f"{deployment.url}/predict", json=body, timeout=10)
     assert answer.status_code == 200
@@ -66,3 +69,14 @@ def test_stop_while_starting_cancels(qtbot, window, demo_model):
         with qtbot.waitSignal(page.deployment_stopped, timeout=20_000):
             qtbot.mouseClick(page.stop_button, Qt.MouseButton.LeftButton)
     assert page.deployment is None
+
+
+def test_the_logs_show_text_without_terminal_colour_codes(qtbot):
+    from studio.ui.pages.serve_page import LogLines
+
+    view = LogLines()
+    qtbot.addWidget(view)
+    view.append_line("\x1b[0;93m2026-12-01 [W:onnxruntime] a warning\x1b[m")
+    view.append_line("INFO:     Application startup complete.")
+    assert view.toPlainText() == ("2026-12-01 [W:onnxruntime] a warning\n"
+                                  "INFO:     Application startup complete.")

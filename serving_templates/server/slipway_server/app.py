@@ -3,8 +3,9 @@
 Every route is a raw ASGI handler (no Request objects, no middleware stack on the way to /predict):
 the dispatcher looks the path up in a dict, checks the API key and the concurrency limit, runs the
 handler, sends its JSON, and counts the request. Handlers raise HTTPError for anything wrong with a
-request, so every refusal is a 4xx with {"error": "..."}. Starlette provides the lifespan (startup
-warm-up, shutdown) and handles any route added to the app later.
+request, and let the model's InputError and ModelRunError through: ERROR_STATUSES turns those into
+a 400 and a 422, so every refusal is a 4xx with {"error": "..."}. Starlette provides the lifespan
+(startup warm-up, shutdown) and handles any route added to the app later.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,11 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 
-from . import __version__
+from . import __version__, v2
 from .batching import MicroBatcher
+from .errors import InputError, ModelRunError, json_type
 from .metrics import CONTENT_TYPE_LATEST
-from .model import InputError, Model, ModelRunError, cpu_count, json_type
+from .model import Model, cpu_count
 from .openapi import build_openapi, swagger_html
 from .settings import Settings, StartupError, load_settings
 
@@ -58,6 +60,38 @@ class ClientGone(Exception):
 
 def _error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
+
+
+# Exceptions handlers let through -> (status, prefix of the error message): the one place they
+# become HTTP answers.
+ERROR_STATUSES: dict[type[Exception], tuple[int, str]] = {
+    InputError: (400, ""),
+    ModelRunError: (422, "the model could not run on this input: "),
+}
+MAPPED_ERRORS = tuple(ERROR_STATUSES)
+
+UNAUTHORIZED_BODY = _error_body("missing or wrong API key: send 'Authorization: Bearer <key>' or "
+                                "'X-API-Key: <key>'")
+UNAUTHORIZED_HEADERS = ((b"www-authenticate", b"Bearer"),)
+
+
+def _mapped_error(exc: Exception) -> tuple[int, bytes]:
+    """The status and body of an exception in ERROR_STATUSES."""
+    status, prefix = next(mapped for kind, mapped in ERROR_STATUSES.items()
+                          if isinstance(exc, kind))
+    return status, _error_body(prefix + str(exc))
+
+
+async def _send_response(send: Callable, status: int, body: bytes, content_type: bytes = JSON_TYPE,
+                         headers: Iterable[tuple[bytes, bytes]] | None = None,
+                         head: bool = False) -> None:
+    """One whole response; `head` sends the headers a GET would get, without the body."""
+    response_headers = [(b"content-type", content_type),
+                        (b"content-length", str(len(body)).encode())]
+    if headers:
+        response_headers.extend(headers)
+    await send({"type": "http.response.start", "status": status, "headers": response_headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 def _json_problem(body: bytes, exc: orjson.JSONDecodeError) -> str:
@@ -105,7 +139,7 @@ class SlipwayApp(Starlette):
             "docs": swagger_html(f"{model.name} {model.version}").encode(),
             "v2": orjson.dumps({"name": "slipway", "version": __version__, "extensions": []}),
             "v2_live": orjson.dumps({"live": True}),
-            "metadata": orjson.dumps(model.metadata()),
+            "metadata": orjson.dumps(v2.model_metadata(model)),
             "schema": orjson.dumps(settings.schema) if settings.schema is not None else None,
             "reference": (orjson.dumps(settings.reference) if settings.reference is not None
                           else None),
@@ -200,10 +234,8 @@ class SlipwayApp(Starlette):
         elif open_route:
             status, body, content_type = await handler(scope, receive, params)
         elif self.api_key is not None and not self._authorized(scope["headers"]):
-            status, body, content_type = 401, _error_body(
-                "missing or wrong API key: send 'Authorization: Bearer <key>' or "
-                "'X-API-Key: <key>'"), JSON_TYPE
-            headers = [(b"www-authenticate", b"Bearer")]
+            status, body, content_type = 401, UNAUTHORIZED_BODY, JSON_TYPE
+            headers = UNAUTHORIZED_HEADERS
         elif metrics.inflight >= self.max_concurrency:
             status, body, content_type = 503, _error_body(
                 f"the server is at its limit of {self.max_concurrency} concurrent requests; "
@@ -216,6 +248,9 @@ class SlipwayApp(Starlette):
             except HTTPError as exc:
                 status, body, content_type = exc.status, _error_body(exc.message), JSON_TYPE
                 headers = exc.headers
+            except MAPPED_ERRORS as exc:
+                status, body = _mapped_error(exc)
+                content_type = JSON_TYPE
             except ClientGone:
                 metrics.request_done(route, 499, time.perf_counter() - started)
                 return
@@ -225,14 +260,8 @@ class SlipwayApp(Starlette):
                     f"internal error: {type(exc).__name__}: {exc}"), JSON_TYPE
             finally:
                 metrics.inflight -= 1
-        response_headers = [(b"content-type", content_type),
-                            (b"content-length", str(len(body)).encode())]
-        if headers:
-            response_headers.extend(headers)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": response_headers})
-        await send({"type": "http.response.body",
-                    "body": b"" if scope["method"] == "HEAD" else body})
+        await _send_response(send, status, body, content_type, headers,
+                             head=scope["method"] == "HEAD")
         metrics.request_done(route, status, time.perf_counter() - started)
 
     def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
@@ -251,12 +280,7 @@ class SlipwayApp(Starlette):
         """Paths this app does not serve itself: Starlette's router (routes added later), else
         a JSON 404. The API key applies here too, so unknown paths do not reveal anything."""
         if self.api_key is not None and not self._authorized(scope["headers"]):
-            body = _error_body("missing or wrong API key: send 'Authorization: Bearer <key>' or "
-                               "'X-API-Key: <key>'")
-            await send({"type": "http.response.start", "status": 401, "headers": [
-                (b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b"Bearer")]})
-            await send({"type": "http.response.body", "body": body})
+            await _send_response(send, 401, UNAUTHORIZED_BODY, headers=UNAUTHORIZED_HEADERS)
             self.metrics.request_done(UNMATCHED, 401, time.perf_counter() - started)
             return
         status = 500
@@ -273,10 +297,8 @@ class SlipwayApp(Starlette):
             self.metrics.request_done(UNMATCHED, status, time.perf_counter() - started)
 
     async def _not_found_asgi(self, scope: dict, receive: Callable, send: Callable) -> None:
-        body = _error_body(f"no route {scope['path']}: see /docs for this server's API")
-        await send({"type": "http.response.start", "status": 404, "headers": [
-            (b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await _send_response(send, 404, _error_body(
+            f"no route {scope['path']}: see /docs for this server's API"))
 
     # --- request helpers -------------------------------------------------------------------------
 
@@ -333,9 +355,7 @@ class SlipwayApp(Starlette):
             result = (await loop.run_in_executor(self.executor, self.model.run_items,
                                                  [(feeds, rows)]))[0]
         if isinstance(result, BaseException):
-            if isinstance(result, ModelRunError):
-                raise HTTPError(422, f"the model could not run on this input: {result}")
-            raise result
+            raise result  # a ModelRunError becomes a 422 (ERROR_STATUSES)
         return result
 
     def _tabular(self) -> Any:
@@ -390,10 +410,7 @@ class SlipwayApp(Starlette):
         if features is None:
             raise HTTPError(400, "the body must have a 'features' field: a list of values in "
                                  "feature order or an object of feature name to value")
-        try:
-            row = codec.row(features)
-        except InputError as exc:
-            raise HTTPError(400, str(exc)) from None
+        row = codec.row(features)
         model = self.model
         outputs = await self._infer(codec.feeds([row]), 1, True)
         answer = model.predictions(outputs, 1)[0]
@@ -413,10 +430,7 @@ class SlipwayApp(Starlette):
         if len(instances) > self.max_batch_rows:
             raise HTTPError(413, f"the batch has {len(instances)} instances, over the limit of "
                                  f"{self.max_batch_rows}")
-        try:
-            rows = [codec.row(instance, f"instance {i}: ") for i, instance in enumerate(instances)]
-        except InputError as exc:
-            raise HTTPError(400, str(exc)) from None
+        rows = [codec.row(instance, f"instance {i}: ") for i, instance in enumerate(instances)]
         outputs = await self._infer(codec.feeds(rows), len(rows), True)
         answer = {"model": self.model.name, "version": self.model.version,
                   "predictions": self.model.predictions(outputs, len(rows))}
@@ -457,10 +471,7 @@ class SlipwayApp(Starlette):
         self._check_model(params)
         document = await self._read_json(scope, receive)
         model = self.model
-        try:
-            feeds, rows, indices = model.v2_feeds(document)
-        except InputError as exc:
-            raise HTTPError(400, str(exc)) from None
+        feeds, rows, indices = v2.decode_request(model, document)
         if rows > self.max_batch_rows and model.codec is not None:
             raise HTTPError(413, f"the request has {rows} rows, over the limit of "
                                  f"{self.max_batch_rows}")
@@ -469,7 +480,7 @@ class SlipwayApp(Starlette):
         request_id = document.get("id")
         if isinstance(request_id, str):
             answer["id"] = request_id
-        answer["outputs"] = model.v2_outputs(outputs, indices)
+        answer["outputs"] = v2.encode_outputs(model, outputs, indices)
         return 200, orjson.dumps(answer, option=DUMPS_OPTIONS), JSON_TYPE
 
 

@@ -1,27 +1,26 @@
-"""The served model: an onnxruntime session, how JSON becomes its input tensors, and how its output
-tensors become answers.
+"""The served model: an onnxruntime session, the roles of its outputs, running requests' feeds
+(alone or batched), the answers /predict gives, and warm-up.
 
-Validation happens here, in plain Python and numpy, once per request: a feature row is checked value
-by value against the element type of the ONNX input that carries it, so a wrong value is named
-before onnxruntime sees it. The onnxruntime session is the authority on element types and shapes;
-the schema (from serving.json) adds names, kinds, categories and examples.
+How JSON becomes input tensors is the codec's (tabular features) and v2's (tensors) business; this
+module runs what they produce.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
+from .codec import TabularCodec, schema_features
+from .errors import ModelRunError, first_line
 from .metrics import FeatureProfile, Metrics
 from .settings import Settings, StartupError
 
@@ -41,49 +40,11 @@ ORT_TYPES: dict[str, tuple[Any, str]] = {
     "tensor(bool)": (np.bool_, "BOOL"),
     "tensor(string)": (object, "BYTES"),
 }
-NUMPY_NAMES = {"FP32": "float32", "FP64": "float64", "FP16": "float16", "INT64": "int64",
-               "INT32": "int32", "INT16": "int16", "INT8": "int8", "UINT64": "uint64",
-               "UINT32": "uint32", "UINT16": "uint16", "UINT8": "uint8", "BOOL": "bool",
-               "BYTES": "string"}
 logger = logging.getLogger("slipway")
 
 LABEL_OUTPUTS = {"label", "output_label"}
 PROBABILITY_OUTPUTS = {"probabilities", "output_probability", "probability"}
 WARM_UP_RUNS = 3
-
-
-class InputError(Exception):
-    """The request's content is wrong (shape, type, missing or unknown feature): a 400."""
-
-
-class ModelRunError(Exception):
-    """onnxruntime refused input that passed validation: a 422 with its message."""
-
-
-def json_type(value: Any) -> str:
-    """The JSON name of a parsed value's type, for error messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    # onnxruntime prefixes "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : "; keep what follows.
-    if line.startswith("[ONNXRuntimeError]"):
-        line = line.split(" : ", 3)[-1]
-    return line
 
 
 @dataclass
@@ -110,199 +71,6 @@ class TensorInfo:
         return bool(self.shape) and self.shape[0] is None
 
 
-@dataclass
-class Feature:
-    name: str
-    kind: str
-    dtype: str
-    """numpy-style name of the element type the model takes for it (float32, int64, string...)."""
-    tensor: str
-    column: int | None
-    """Column in a [N, F] input; None when the feature has its own [N, 1] (or [N]) input."""
-    categories: list[Any] | None = None
-    example: Any = None
-    check: Callable[[Any], Any] = field(default=None, repr=False)  # type: ignore[assignment]
-
-    @property
-    def numeric(self) -> bool:
-        return self.dtype not in ("string", "bool")
-
-    @property
-    def json_type(self) -> str:
-        if self.dtype == "string":
-            return "string"
-        if self.dtype == "bool":
-            return "boolean"
-        if self.dtype.startswith(("int", "uint")):
-            return "integer"
-        return "number"
-
-    def example_value(self) -> Any:
-        if self.example is not None and _acceptable(self, self.example):
-            return self.example
-        if self.categories:
-            return self.categories[0]
-        return {"string": "", "bool": False, "integer": 0}.get(
-            self.dtype if self.dtype in ("string", "bool") else self.json_type, 0.0)
-
-
-def _acceptable(feature: Feature, value: Any) -> bool:
-    try:
-        feature.check(value)
-        return True
-    except InputError:
-        return False
-
-
-# --- value checkers: one per feature, built once -------------------------------------------------
-
-def _float_checker(name: str, dtype: str) -> Callable[[Any], Any]:
-    limit = float(np.finfo(dtype).max)
-
-    def check(value: Any) -> Any:
-        kind = type(value)
-        if kind is float or kind is int:
-            if -limit <= value <= limit:
-                return value
-            raise InputError(f"feature '{name}' is out of range for {dtype}: {value}")
-        raise InputError(f"feature '{name}' must be a number, got {json_type(value)}")
-    return check
-
-
-def _int_checker(name: str, dtype: str) -> Callable[[Any], Any]:
-    info = np.iinfo(dtype)
-    low, high = int(info.min), int(info.max)
-
-    def check(value: Any) -> Any:
-        kind = type(value)
-        if kind is float and value.is_integer():
-            value = int(value)
-            kind = int
-        if kind is int:
-            if low <= value <= high:
-                return value
-            raise InputError(f"feature '{name}' is out of range for {dtype}: {value}")
-        if kind is float:
-            raise InputError(f"feature '{name}' must be an integer, got {value}")
-        raise InputError(f"feature '{name}' must be an integer, got {json_type(value)}")
-    return check
-
-
-def _string_checker(name: str) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if type(value) is str:
-            return value
-        raise InputError(f"feature '{name}' must be a string, got {json_type(value)}")
-    return check
-
-
-def _bool_checker(name: str) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if type(value) is bool:
-            return value
-        raise InputError(f"feature '{name}' must be true or false, got {json_type(value)}")
-    return check
-
-
-def _checker(name: str, dtype: str) -> Callable[[Any], Any]:
-    if dtype == "string":
-        return _string_checker(name)
-    if dtype == "bool":
-        return _bool_checker(name)
-    if dtype.startswith(("int", "uint")):
-        return _int_checker(name, dtype)
-    return _float_checker(name, dtype)
-
-
-NUMBER_TYPES = frozenset((int, float))
-
-
-class TabularCodec:
-    """Feature rows (JSON lists or objects) -> validated Python rows -> the model's input feeds."""
-
-    def __init__(self, features: list[Feature], inputs: list[TensorInfo]) -> None:
-        self.features = features
-        self.names = [f.name for f in features]
-        self.name_set = frozenset(self.names)
-        self.count = len(features)
-        self.checks = [f.check for f in features]
-        by_input = {t.name: t for t in inputs}
-        # One group per input: the feature positions it carries, in column order.
-        self.groups: list[tuple[str, list[int], Any, bool]] = []
-        for tensor in inputs:
-            carried = sorted((f.column or 0, i) for i, f in enumerate(features)
-                             if f.tensor == tensor.name)
-            self.groups.append((tensor.name, [i for _, i in carried], tensor.dtype,
-                                len(tensor.shape) >= 2))
-        first = by_input[features[0].tensor]
-        self.matrix = (len(inputs) == 1 and len(first.shape) == 2
-                       and [i for _, i in sorted((f.column, i) for i, f in enumerate(features))]
-                       == list(range(self.count)) and all(f.column is not None for f in features))
-        self.matrix_name = first.name
-        self.matrix_dtype = first.dtype
-        # All features floats in one matrix: the common case, validated in a few C-level passes.
-        self.fast_limit = None
-        if self.matrix and all(f.dtype in ("float32", "float64") for f in features):
-            self.fast_limit = float(np.finfo(features[0].dtype).max)
-        self.names_text = ", ".join(self.names)
-
-    def row(self, features: Any, where: str = "") -> list[Any]:
-        """One validated row in feature order; InputError naming the problem otherwise."""
-        kind = type(features)
-        if kind is list:
-            if len(features) != self.count:
-                raise InputError(f"{where}expected {self.count} feature values "
-                                 f"({self.names_text}), got {len(features)}")
-            values = features
-        elif kind is dict:
-            try:
-                if len(features) != self.count:
-                    raise KeyError
-                values = [features[name] for name in self.names]
-            except KeyError:
-                raise InputError(where + self._key_problem(features)) from None
-        else:
-            raise InputError(f"{where}'features' must be a list of values in feature order or an "
-                             f"object of feature name to value, got {json_type(features)}")
-        limit = self.fast_limit
-        if limit is not None and set(map(type, values)) <= NUMBER_TYPES \
-                and -limit <= min(values) and max(values) <= limit:
-            return values
-        try:
-            return [check(value) for check, value in zip(self.checks, values)]
-        except InputError as exc:
-            if where:
-                raise InputError(f"{where}{exc}") from None
-            raise
-
-    def _key_problem(self, given: dict[str, Any]) -> str:
-        unknown = [key for key in given if key not in self.name_set]
-        missing = [name for name in self.names if name not in given]
-        problems = []
-        if unknown:
-            problems.append(("unknown feature " if len(unknown) == 1 else "unknown features ")
-                            + ", ".join(f"'{k}'" for k in unknown))
-        if missing:
-            problems.append(f"feature '{missing[0]}' is missing" if len(missing) == 1 else
-                            "features " + ", ".join(f"'{m}'" for m in missing) + " are missing")
-        return "; ".join(problems) + f" (the model takes: {self.names_text})"
-
-    def feeds(self, rows: list[list[Any]]) -> dict[str, np.ndarray]:
-        if self.matrix:
-            return {self.matrix_name: np.array(rows, dtype=self.matrix_dtype)}
-        feeds = {}
-        for name, positions, dtype, rank2 in self.groups:
-            if len(positions) == 1:
-                i = positions[0]
-                array = np.array([row[i] for row in rows], dtype=dtype)
-                if rank2:
-                    array = array.reshape(-1, 1)
-            else:
-                array = np.array([[row[i] for i in positions] for row in rows], dtype=dtype)
-            feeds[name] = array
-        return feeds
-
-
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -319,10 +87,6 @@ def _tensor_info(node: Any) -> TensorInfo:
     if node.type.startswith("seq(map("):
         return TensorInfo(node.name, np.float32, "FP32", [None, None], kind="seqmap")
     return TensorInfo(node.name, None, node.type, shape, kind="unsupported")
-
-
-def _dtype_name(dtype: Any) -> str:
-    return "string" if dtype is object else np.dtype(dtype).name
 
 
 class Model:
@@ -355,7 +119,7 @@ class Model:
         self._from_model_metadata(schema)
         self.task = schema.get("task") if schema.get("task") in (
             "classification", "regression", "other") else None
-        self.features = self._features(schema)
+        self.features = schema_features(schema.get("features"), self.inputs)
         self.codec = TabularCodec(self.features, self.inputs) if self.features else None
         self._roles(schema)
         self.batchable = all(t.dynamic_batch for t in self.inputs) and all(
@@ -392,72 +156,6 @@ class Model:
                     schema[key] = orjson.loads(properties[prop])
                 except orjson.JSONDecodeError:
                     pass
-
-    def _features(self, schema: dict[str, Any]) -> list[Feature]:
-        specs = schema.get("features")
-        if specs is None:
-            specs = self._inferred_features()
-        if not isinstance(specs, list):
-            raise StartupError("serving.json: 'schema.features' must be a list")
-        if not specs:
-            return []
-        features: list[Feature] = []
-        seen_columns: dict[str, int] = {}
-        single = self.inputs[0] if len(self.inputs) == 1 else None
-        for spec in specs:
-            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-                raise StartupError("serving.json: every schema feature needs a 'name'")
-            name = spec["name"]
-            tensor_name = spec.get("tensor")
-            if tensor_name is None:
-                tensor_name = name if name in self.input_by_name else (
-                    single.name if single is not None else name)
-            tensor = self.input_by_name.get(tensor_name)
-            if tensor is None:
-                raise StartupError(f"serving.json: feature '{name}' is carried by input "
-                                   f"'{tensor_name}', which the model does not have "
-                                   f"(inputs: {', '.join(self.input_names)})")
-            width = tensor.shape[-1] if len(tensor.shape) >= 2 else 1
-            if len(tensor.shape) >= 2 and width != 1:
-                column = seen_columns.get(tensor_name, 0)
-                seen_columns[tensor_name] = column + 1
-            else:
-                column = None
-                if tensor_name in seen_columns:
-                    raise StartupError(f"serving.json: input '{tensor_name}' carries one feature, "
-                                       "but the schema gives it several")
-                seen_columns[tensor_name] = 1
-            dtype = _dtype_name(tensor.dtype)
-            kind = spec.get("kind") or ("categorical" if dtype == "string" else "numeric")
-            categories = spec.get("categories")
-            features.append(Feature(
-                name=name, kind=kind, dtype=dtype, tensor=tensor_name, column=column,
-                categories=categories if isinstance(categories, list) and categories else None,
-                example=spec.get("example"), check=_checker(name, dtype)))
-        for tensor in self.inputs:
-            carried = seen_columns.get(tensor.name, 0)
-            if carried == 0:
-                raise StartupError(f"serving.json: the schema's features leave model input "
-                                   f"'{tensor.name}' empty")
-            width = tensor.shape[-1] if len(tensor.shape) >= 2 else 1
-            if isinstance(width, int) and len(tensor.shape) >= 2 and width != 1 \
-                    and carried != width:
-                raise StartupError(f"serving.json: input '{tensor.name}' takes {width} columns, "
-                                   f"but the schema gives it {carried} features")
-        if len({f.name for f in features}) != len(features):
-            raise StartupError("serving.json: two schema features have the same name")
-        return features
-
-    def _inferred_features(self) -> list[dict[str, Any]]:
-        """Without a schema: per-column [N, 1] inputs, or one [N, F] matrix, are tabular."""
-        inputs = self.inputs
-        if inputs and all(len(t.shape) == 2 and t.shape[1] == 1 and t.shape[0] is None
-                          for t in inputs):
-            return [{"name": t.name, "tensor": t.name} for t in inputs]
-        if len(inputs) == 1 and len(inputs[0].shape) == 2 and inputs[0].shape[0] is None \
-                and isinstance(inputs[0].shape[1], int) and inputs[0].dtype is not object:
-            return [{"name": f"x{i}", "tensor": inputs[0].name} for i in range(inputs[0].shape[1])]
-        return []
 
     def _roles(self, schema: dict[str, Any]) -> None:
         roles = {o.get("name"): o.get("role") for o in schema.get("outputs") or []
@@ -631,87 +329,6 @@ class Model:
                 if t.kind != "unsupported"}})
         return answers
 
-    # --- Open Inference Protocol v2 --------------------------------------------------------------
-
-    def v2_feeds(self, body: dict[str, Any]) -> tuple[dict[str, np.ndarray], int, list[int]]:
-        """Feeds from an inference request; the batch size; indices of the outputs to return."""
-        inputs = body.get("inputs")
-        if not isinstance(inputs, list) or not inputs:
-            raise InputError("'inputs' must be a non-empty list of tensors")
-        feeds: dict[str, np.ndarray] = {}
-        for position, tensor in enumerate(inputs):
-            if not isinstance(tensor, dict):
-                raise InputError(f"inputs[{position}] must be an object with name, shape, "
-                                 f"datatype and data, got {json_type(tensor)}")
-            name = tensor.get("name")
-            expected = self.input_by_name.get(name) if isinstance(name, str) else None
-            if expected is None:
-                raise InputError(f"unknown input {name!r} (the model takes: "
-                                 f"{', '.join(self.input_names)})")
-            if name in feeds:
-                raise InputError(f"input '{name}' is given twice")
-            feeds[name] = _v2_tensor(tensor, expected)
-        missing = [n for n in self.input_names if n not in feeds]
-        if missing:
-            raise InputError(f"input '{missing[0]}' is missing (the model takes: "
-                             f"{', '.join(self.input_names)})")
-        rows = 1
-        if self.batchable:
-            sizes = {array.shape[0] for array in feeds.values()}
-            if len(sizes) > 1:
-                raise InputError("the inputs disagree on the batch size (first dimension): "
-                                 + ", ".join(f"{k}={v.shape[0]}" for k, v in feeds.items()))
-            rows = sizes.pop()
-            if rows == 0:
-                raise InputError("the inputs hold no rows (first dimension is 0)")
-        wanted = body.get("outputs")
-        if wanted is None:
-            indices = [i for i, t in enumerate(self.outputs) if t.kind != "unsupported"]
-        else:
-            if not isinstance(wanted, list) or not wanted:
-                raise InputError("'outputs' must be a non-empty list of {\"name\": ...}")
-            indices = []
-            for request in wanted:
-                name = request.get("name") if isinstance(request, dict) else None
-                if name not in self.output_index:
-                    raise InputError(f"unknown output {name!r} (the model gives: "
-                                     f"{', '.join(self.output_names)})")
-                indices.append(self.output_index[name])
-        return feeds, rows, indices
-
-    def v2_outputs(self, outputs: list[Any], indices: list[int]) -> list[dict[str, Any]]:
-        answer = []
-        for index in indices:
-            info = self.outputs[index]
-            value = outputs[index]
-            if info.kind == "seqmap":
-                keys = list(value[0].keys()) if len(value) else []
-                array = np.array([[row[k] for k in keys] for row in value], dtype=np.float32)
-                array = array.reshape(len(value), len(keys))
-            else:
-                array = np.asarray(value)
-            if array.dtype == object or array.dtype.kind in "US":
-                data: Any = [v.decode() if isinstance(v, bytes) else v
-                             for v in array.reshape(-1).tolist()]
-            elif array.dtype.kind == "f" and array.dtype.itemsize == 2:
-                data = array.reshape(-1).tolist()
-            else:
-                data = np.ascontiguousarray(array).reshape(-1)
-            answer.append({"name": info.name, "datatype": info.datatype,
-                           "shape": list(array.shape), "data": data})
-        return answer
-
-    def metadata(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "versions": [self.version],
-            "platform": "onnxruntime_onnx",
-            "inputs": [{"name": t.name, "datatype": t.datatype, "shape": t.v2_shape}
-                       for t in self.inputs],
-            "outputs": [{"name": t.name, "datatype": t.datatype, "shape": t.v2_shape}
-                        for t in self.outputs if t.kind != "unsupported"],
-        }
-
     # --- warm-up ---------------------------------------------------------------------------------
 
     def sample_feeds(self, rows: int = 1) -> dict[str, np.ndarray]:
@@ -758,75 +375,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode(errors="replace")
     return value
-
-
-def _flatten(data: list[Any]) -> list[Any]:
-    flat: list[Any] = []
-    stack = [iter(data)]
-    while stack:
-        for item in stack[-1]:
-            if type(item) is list:
-                stack.append(iter(item))
-                break
-            flat.append(item)
-        else:
-            stack.pop()
-    return flat
-
-
-def _v2_tensor(tensor: dict[str, Any], expected: TensorInfo) -> np.ndarray:
-    name = expected.name
-    shape = tensor.get("shape")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise InputError(f"input '{name}': 'shape' must be a list of non-negative integers, "
-                         f"got {shape!r}")
-    datatype = tensor.get("datatype")
-    if datatype != expected.datatype:
-        raise InputError(f"input '{name}' has datatype {datatype!r}, the model takes "
-                         f"{expected.datatype}")
-    want = expected.shape
-    if len(shape) != len(want) or any(w is not None and w != d for w, d in zip(want, shape)):
-        raise InputError(f"input '{name}' has shape {shape}, the model takes "
-                         f"{expected.v2_shape} (-1: any size)")
-    data = tensor.get("data")
-    if not isinstance(data, list):
-        raise InputError(f"input '{name}': 'data' must be a list of values, "
-                         f"got {json_type(data)}")
-    size = math.prod(shape)
-    if data and type(data[0]) is list:
-        data = _flatten(data)
-    if len(data) != size:
-        raise InputError(f"input '{name}' has {len(data)} values, but shape {shape} "
-                         f"needs {size}")
-    if expected.dtype is object:
-        if not all(type(v) is str for v in data):
-            bad = next(v for v in data if type(v) is not str)
-            raise InputError(f"input '{name}' is BYTES: every value must be a string, "
-                             f"got {json_type(bad)}")
-        return np.array(data, dtype=object).reshape(shape)
-    kinds = set(map(type, data))
-    if expected.dtype is np.bool_:
-        if not kinds <= {bool}:
-            raise InputError(f"input '{name}' is BOOL: every value must be true or false")
-        return np.array(data, dtype=np.bool_).reshape(shape)
-    dtype = np.dtype(expected.dtype)
-    if dtype.kind == "f":
-        if not kinds <= NUMBER_TYPES:
-            bad = next(v for v in data if type(v) not in NUMBER_TYPES)
-            raise InputError(f"input '{name}' is {expected.datatype}: every value must be a "
-                             f"number, got {json_type(bad)}")
-        limit = float(np.finfo(dtype).max)
-        if data and not (-limit <= min(data) and max(data) <= limit):
-            raise InputError(f"input '{name}' has values out of range for {expected.datatype}")
-        return np.array(data, dtype=dtype).reshape(shape)
-    if not kinds <= {int}:
-        bad = next(v for v in data if type(v) is not int)
-        raise InputError(f"input '{name}' is {expected.datatype}: every value must be an "
-                         f"integer, got {json_type(bad)}")
-    info = np.iinfo(dtype)
-    if data and not (info.min <= min(data) and max(data) <= info.max):
-        raise InputError(f"input '{name}' has values out of range for {expected.datatype}")
-    return np.array(data, dtype=dtype).reshape(shape)
 
 
 def _session(path: Path, threads: int) -> Any:

@@ -199,6 +199,7 @@ def build_openapi(model: Model, settings: Settings, *, auth: bool) -> dict[str, 
     }
     if auth:
         common["401"] = _error("Missing or wrong API key.")
+    unauthorized = {"401": common["401"]} if auth else {}
 
     def operation(summary: str, tag: str, responses: dict[str, Any], *,
                   body: dict[str, Any] | None = None, secured: bool = True,
@@ -222,6 +223,15 @@ def build_openapi(model: Model, settings: Settings, *, auth: bool) -> dict[str, 
                      "schema": {"type": "string", "enum": [model.version]}}
     not_found = {"404": _error("No model of that name (or version) is served here.")}
     status = {"200": _json_body(_ref("Status"), "Yes.")}
+
+    def document_route(summary: str, operation_id: str, answer: str, absent: str,
+                       description: str) -> dict[str, Any]:
+        """A GET of a JSON document the server may have been started without (a 404 then)."""
+        return {"get": operation(
+            summary, "monitoring",
+            {"200": _json_body({"type": "object"}, answer)} | {"404": _error(absent)}
+            | unauthorized, operation_id=operation_id, description=description)}
+
     paths: dict[str, Any] = {
         "/health": {"get": operation(
             "Liveness", "health", status, secured=False, operation_id="health",
@@ -237,20 +247,14 @@ def build_openapi(model: Model, settings: Settings, *, auth: bool) -> dict[str, 
             {"200": {"description": "Prometheus text exposition.",
                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
             secured=False, operation_id="metrics")},
-        "/schema": {"get": operation(
-            "The model's schema", "monitoring",
-            {"200": _json_body({"type": "object"}, "Slipway Studio's ModelSchema of the model.")}
-            | {"404": _error("Started without a schema.")}
-            | ({"401": common["401"]} if auth else {}),
-            operation_id="schema", description="Features, inputs and outputs: load tests "
-                                               "make valid rows from it.")},
-        "/reference": {"get": operation(
-            "The reference profile", "monitoring",
-            {"200": _json_body({"type": "object"}, "Per-feature bin edges and counts.")}
-            | {"404": _error("Built without a reference profile.")}
-            | ({"401": common["401"]} if auth else {}),
-            operation_id="reference", description="The bins /metrics counts served feature "
-                                                  "values into: drift is measured against it.")},
+        "/schema": document_route(
+            "The model's schema", "schema", "Slipway Studio's ModelSchema of the model.",
+            "Started without a schema.",
+            "Features, inputs and outputs: load tests make valid rows from it."),
+        "/reference": document_route(
+            "The reference profile", "reference", "Per-feature bin edges and counts.",
+            "Built without a reference profile.",
+            "The bins /metrics counts served feature values into: drift is measured against it."),
     }
     if model.codec is not None:
         sample = {f.name: f.example_value() for f in model.features}
@@ -279,15 +283,15 @@ def build_openapi(model: Model, settings: Settings, *, auth: bool) -> dict[str, 
     infer_responses = {"200": _json_body(_ref("V2InferenceResponse"), "Output tensors.")} \
         | common | not_found
     metadata_responses = {"200": _json_body(_ref("V2ModelMetadata"), "Inputs and outputs.")} \
-        | not_found | ({"401": common["401"]} if auth else {})
+        | not_found | unauthorized
     ready_responses = {"200": _json_body(_ref("V2ModelReady"), "Ready."),
                        "503": _json_body(_ref("V2ModelReady"), "Not ready yet.")} | not_found \
-        | ({"401": common["401"]} if auth else {})
+        | unauthorized
     paths |= {
         "/v2": {"get": operation(
             "Server metadata", "v2",
             {"200": _json_body(_ref("V2ServerMetadata"), "Name, version, extensions.")}
-            | ({"401": common["401"]} if auth else {}), operation_id="v2_server_metadata")},
+            | unauthorized, operation_id="v2_server_metadata")},
         "/v2/health/live": {"get": operation(
             "Server live", "v2", {"200": _json_body(_ref("V2Live"), "Live.")},
             secured=False, operation_id="v2_live")},

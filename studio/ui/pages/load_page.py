@@ -1,9 +1,12 @@
 """The Load page: one click runs a load test against the current deployment, with live charts.
 
 Presets fill the plan form (smoke, steady, sweep, spike); everything else is the form. The test
-runs off the GUI thread (studio/core/loadtest.py); its 250 ms snapshots cross to the GUI thread by
-a queued signal and extend the throughput and latency charts. Cancel ends the run within a fraction
-of a second and still shows what was measured. A finished run can be laid over the next one.
+is prepared as the command line prepares it (studio/core/loadtest/prepare.py: bodies for the
+model's schema, drift, the API key's header) and runs off the GUI thread (loadtest/engine.py, or
+loadtest/sweep.py for a sweep). Its partial results, a Snapshot every 250 ms and each judged
+SweepStep, reach the GUI thread through the runner and extend the throughput and latency charts.
+Cancel ends the run within a fraction of a second and still shows what was measured. A finished
+run can be laid over the next one.
 """
 
 from __future__ import annotations
@@ -11,14 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -29,14 +31,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core import loadreport
-from studio.core.artifacts import ModelArtifact
-from studio.core.bundle import served_name
 from studio.core.errors import StudioError
-from studio.core.loadtest import LoadPlan, LoadReport, Snapshot, SweepReport, SweepStep, run, sweep
-from studio.core.payloads import bodies_for, fetch_schema, parse_drift
+from studio.core.loadtest import report as loadreport
+from studio.core.loadtest.engine import run
+from studio.core.loadtest.payloads import parse_drift
+from studio.core.loadtest.plan import LoadPlan
+from studio.core.loadtest.prepare import PayloadChoice, prepare
+from studio.core.loadtest.results import LoadReport, Snapshot
+from studio.core.loadtest.sweep import SweepReport, SweepStep, sweep
+from studio.core.model.artifact import ModelArtifact
+from studio.core.serve.bundle import served_name
+from studio.ui.pages.page import Page
 from studio.ui.widgets.charts import SeriesChart
-from studio.ui.widgets.page_parts import error_banner, page_title, server_url_field
+from studio.ui.widgets.page_parts import ServerFields, with_browse_button
 from studio.ui.workers import TaskHandle, TaskRunner
 
 ROUTES = ("/predict", "/predict/batch", "/v2/models/{name}/infer")
@@ -67,35 +74,20 @@ PRESETS = (
 )
 
 
-class _Relay(QObject):
-    """Carries snapshots and sweep steps from the test's thread to the GUI thread."""
-
-    snapshot = Signal(object)
-    step = Signal(object)
-
-
-class LoadPage(QWidget):
+class LoadPage(Page):
     finished = Signal(object)
     """The LoadReport or SweepReport of a run that ended (also when cancelled)."""
-    log_requested = Signal()
 
     def __init__(self, runner: TaskRunner, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.runner = runner
-        self.source: ModelArtifact | None = None
+        super().__init__(runner, "Load test", parent=parent)
         self.task: TaskHandle | None = None
         self.report: LoadReport | SweepReport | None = None
         self.previous: LoadReport | None = None
         self.snapshots: list[Snapshot] = []
         self.steps: list[SweepStep] = []
-        self.relay = _Relay(self)
-        self.relay.snapshot.connect(self._on_snapshot)
-        self.relay.step.connect(self._on_step)
 
-        title = page_title("Load test")
-        self.error_banner = error_banner(self.log_requested)
-
-        self.url = server_url_field()
+        self.server = ServerFields()
+        self.url = self.server.url
         self.route = QComboBox()
         self.route.setEditable(True)
         self.preset = QComboBox()
@@ -116,9 +108,8 @@ class LoadPage(QWidget):
         self.overlay.setChecked(True)
         self.overlay.toggled.connect(self._draw_previous)
         top = QHBoxLayout()
-        top.addWidget(QLabel("URL"))
-        top.addWidget(self.url, 3)
-        top.addWidget(self.route, 2)
+        top.addWidget(self.server, 3)
+        top.addWidget(self.route, 1)
         top.addWidget(self.preset)
         top.addWidget(self.run_button)
         top.addWidget(self.cancel_button)
@@ -149,18 +140,15 @@ class LoadPage(QWidget):
         buttons.addWidget(self.export_button)
         side_layout.addLayout(buttons)
 
-        body = QSplitter(Qt.Orientation.Horizontal)
-        body.addWidget(side)
-        body.addWidget(charts)
-        body.setSizes([380, 720])
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(side)
+        split.addWidget(charts)
+        split.setSizes([380, 720])
 
-        layout = QVBoxLayout(self)
-        layout.addWidget(title)
-        layout.addWidget(self.error_banner)
-        layout.addLayout(top)
-        layout.addWidget(self.preset_note)
-        layout.addWidget(self.status)
-        layout.addWidget(body, 1)
+        self.body.addLayout(top)
+        self.body.addWidget(self.preset_note)
+        self.body.addWidget(self.status)
+        self.body.addWidget(split, 1)
         self._preset_chosen(0)
         self.set_source(None)
 
@@ -200,13 +188,8 @@ class LoadPage(QWidget):
             self.payload.addItem(label, key)
         self.reference = QLineEdit()
         self.reference.setPlaceholderText("CSV, Parquet or .npy file")
-        browse = QPushButton("…")
-        browse.setFixedWidth(32)
-        browse.clicked.connect(self._choose_reference)
-        reference_row = QGridLayout()
-        reference_row.setContentsMargins(0, 0, 0, 0)
-        reference_row.addWidget(self.reference, 0, 0)
-        reference_row.addWidget(browse, 0, 1)
+        reference_row = with_browse_button(self.reference, on_chosen=lambda _: (
+            self.payload.setCurrentIndex(self.payload.findData("reference"))))
         self.drift = QLineEdit()
         self.drift.setPlaceholderText("e.g. alcohol=+2sd; ash=*1.5")
         grid.addRow("Mode", self.mode)
@@ -260,17 +243,10 @@ class LoadPage(QWidget):
         self.warmup.setEnabled(mode != "sweep")
         self.reference.setEnabled(self.payload.currentData() == "reference")
 
-    def _choose_reference(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Reference data", "",
-                                              "Datasets (*.csv *.parquet *.pq *.npy)")
-        if path:
-            self.reference.setText(path)
-            self.payload.setCurrentIndex(self.payload.findData("reference"))
-
     # --- state ---------------------------------------------------------------------------------
 
     def set_source(self, artifact: ModelArtifact | None) -> None:
-        self.source = artifact
+        super().set_source(artifact)
         name = served_name(artifact) if artifact else "{name}"
         current = self.route.currentText()
         self.route.clear()
@@ -287,11 +263,9 @@ class LoadPage(QWidget):
         return self.task is not None
 
     def plan(self) -> tuple[LoadPlan, str, float]:
-        """The plan from the form, with the sweep objective; bodies are made when it runs."""
-        url = self.url.text().strip()
-        if not url:
-            raise StudioError("There is no URL to load.",
-                              "Run the model on the Serve page, or type a server's URL.")
+        """The plan from the form, with its mode and the sweep objective; checked, so a bad plan
+        is refused before anything runs. Its bodies are made when it is prepared."""
+        url = self.server.required_url("load")
         mode = self.mode.currentData()
         plan = LoadPlan(url=url, route=self.route.currentText().strip() or "/predict",
                         mode="closed" if mode == "sweep" else mode,
@@ -301,23 +275,27 @@ class LoadPage(QWidget):
                         duration_s=self.duration.value(),
                         warmup_s=self.warmup.value() if mode != "sweep" else 0.0,
                         timeout_s=self.timeout.value())
-        plan.check()  # the bodies are made when it runs
+        plan.check()
         return plan, mode, self.slo.value()
+
+    def payload_choice(self) -> PayloadChoice:
+        """Where the bodies come from, as the form says; StudioError for a drift it cannot read."""
+        drifts = tuple(parse_drift(text) for text in self.drift.text().replace(",", ";").split(";")
+                       if text.strip())
+        return PayloadChoice(source=self.payload.currentData(),
+                             path=self.reference.text().strip() or None, drifts=drifts)
 
     # --- running -------------------------------------------------------------------------------
 
     def start(self) -> None:
         if self.running:
             return
-        try:
-            plan, mode, slo = self.plan()
-            drifts = [parse_drift(t) for t in self.drift.text().replace(",", ";").split(";")
-                      if t.strip()]
-        except StudioError as error:
-            self.error_banner.show_error(error)
+        asked = self.checked(lambda: (self.plan(), self.payload_choice()))
+        if asked is None:
             return
+        (plan, mode, slo), payload = asked
         self.error_banner.hide()
-        source, reference = self.payload.currentData(), self.reference.text().strip() or None
+        api_key = self.server.key()
         schema = self.source.schema if self.source is not None else None
         if self.report is not None and isinstance(self.report, LoadReport):
             self.previous = self.report
@@ -337,25 +315,27 @@ class LoadPage(QWidget):
         self.cancel_button.setEnabled(True)
         self.status.setText(f"Preparing requests for {plan.url}{plan.route}…")
 
-        relay = self.relay
-
-        def work(progress):
-            model = schema or fetch_schema(plan.url)
-            plan.payloads, plan.payload_label = bodies_for(model, plan.route, source, reference,
-                                                           drifts)
+        def work(progress) -> LoadReport | SweepReport:
+            prepared = prepare(plan, payload, api_key=api_key, schema=schema)
             if sweeping:
-                return sweep(plan, slo, step_s=plan.duration_s or 3.0, progress=progress,
-                             on_step=relay.step.emit, on_snapshot=relay.snapshot.emit)
-            return run(plan, progress, on_snapshot=relay.snapshot.emit)
+                return sweep(prepared, slo, step_s=prepared.duration_s or 3.0, progress=progress)
+            return run(prepared, progress)
 
-        task = self.runner.submit(work, name="Load test", on_result=self._done,
-                                  on_error=self._failed, on_finish=lambda: self._finished(task))
+        task = self.runner.submit(work, name="Load test", on_partial=self._on_partial,
+                                  on_result=self._done, on_error=self._failed,
+                                  on_finish=lambda: self._finished(task))
         self.task = task
 
     def cancel(self) -> None:
         if self.task is not None:
             self.status.setText("Cancelling…")
             self.task.cancel()
+
+    def _on_partial(self, part: Snapshot | SweepStep) -> None:
+        if isinstance(part, SweepStep):
+            self._on_step(part)
+        elif isinstance(part, Snapshot):
+            self._on_snapshot(part)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         if self.mode.currentData() == "sweep":

@@ -19,43 +19,44 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core import artifacts
-from studio.core.artifacts import ModelArtifact
 from studio.core.errors import StudioError, TrustRequired
-from studio.core.schema import ModelSchema, PipelineStep
+from studio.core.model import artifact as artifacts
+from studio.core.model.artifact import ModelArtifact
+from studio.core.model.schema import ModelSchema, PipelineStep
 from studio.core.units import human_size
+from studio.ui.pages.page import Page
 from studio.ui.widgets.charts import OperatorChart
 from studio.ui.widgets.drop_zone import DropZone
-from studio.ui.widgets.error_banner import ErrorBanner
 from studio.ui.widgets.json_view import JsonView
 from studio.ui.widgets.schema_table import FeatureTable, OutputTable, TensorTable
 from studio.ui.widgets.trust_dialog import TrustDialog
 from studio.ui.workers import TaskHandle, TaskRunner
 
 
-class ModelPage(QWidget):
+class ModelPage(Page):
+    """Its title and subtitle are the loaded model's name and file; hidden until one is loaded."""
+
     artifact_loaded = Signal(object)
     """A ModelArtifact, once loaded and inspected."""
     load_failed = Signal(object)
     """The StudioError shown in the page."""
     open_requested = Signal()
     demo_requested = Signal()
-    log_requested = Signal()
 
     EMPTY, LOADING, LOADED = range(3)
 
     def __init__(self, runner: TaskRunner, parent: QWidget | None = None,
                  load_timeout: float = 120.0):
-        super().__init__(parent)
-        self.runner = runner
+        super().__init__(runner, "", subtitle="", parent=parent)
         self.load_timeout = load_timeout
         self.artifact: ModelArtifact | None = None
         self.task: TaskHandle | None = None
         self.trust_dialog: TrustDialog | None = None
         self._pending_path: Path | None = None
 
-        self.error_banner = ErrorBanner()
-        self.error_banner.show_log_requested.connect(self.log_requested)
+        self.open_button = QPushButton("Open another…")
+        self.open_button.clicked.connect(self.open_requested)
+        self.add_header_button(self.open_button)
 
         self.states = QStackedWidget()
         self.drop_zone = DropZone()
@@ -64,10 +65,8 @@ class ModelPage(QWidget):
         self.states.addWidget(self.drop_zone)
         self.states.addWidget(self._build_loading())
         self.states.addWidget(self._build_details())
-
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.error_banner)
-        layout.addWidget(self.states, 1)
+        self.body.addWidget(self.states, 1)
+        self._show_state(self.EMPTY)
 
     # --- construction --------------------------------------------------------------------------
 
@@ -91,22 +90,7 @@ class ModelPage(QWidget):
         layout.addStretch()
         return panel
 
-    def _build_details(self) -> QWidget:
-        panel = QWidget()
-        self.title = QLabel()
-        self.title.setObjectName("modelTitle")
-        self.subtitle = QLabel()
-        self.subtitle.setObjectName("modelSubtitle")
-        self.subtitle.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.open_button = QPushButton("Open another…")
-        self.open_button.clicked.connect(self.open_requested)
-        header = QHBoxLayout()
-        titles = QVBoxLayout()
-        titles.addWidget(self.title)
-        titles.addWidget(self.subtitle)
-        header.addLayout(titles, 1)
-        header.addWidget(self.open_button, 0, Qt.AlignmentFlag.AlignTop)
-
+    def _build_details(self) -> QTabWidget:
         self.tabs = QTabWidget()
         self.tensor_table = TensorTable()
         self.feature_table = FeatureTable()
@@ -151,11 +135,7 @@ class ModelPage(QWidget):
         samples.addWidget(simple)
         samples.addWidget(self.v2_view)
         self.tabs.addTab(samples, "Sample requests")
-
-        layout = QVBoxLayout(panel)
-        layout.addLayout(header)
-        layout.addWidget(self.tabs, 1)
-        return panel
+        return self.tabs
 
     # --- loading -------------------------------------------------------------------------------
 
@@ -168,7 +148,7 @@ class ModelPage(QWidget):
         self.error_banner.hide()
         self.progress_label.setText(f"Loading {path.name}…")
         self.progress_bar.setRange(0, 0)
-        self.states.setCurrentIndex(self.LOADING)
+        self._show_state(self.LOADING)
         self.task = self.runner.submit(
             artifacts.load, path, trust=trust, timeout=self.load_timeout,
             name=f"Loading {path.name}",
@@ -188,8 +168,12 @@ class ModelPage(QWidget):
             self.progress_bar.setRange(0, 100)
             self.progress_bar.setValue(int(fraction * 100))
 
+    def _show_state(self, state: int) -> None:
+        self.states.setCurrentIndex(state)
+        self.header.setVisible(state == self.LOADED)
+
     def _back_to_previous(self) -> None:
-        self.states.setCurrentIndex(self.LOADED if self.artifact else self.EMPTY)
+        self._show_state(self.LOADED if self.artifact else self.EMPTY)
 
     def _cancelled(self) -> None:
         self._back_to_previous()
@@ -220,7 +204,7 @@ class ModelPage(QWidget):
         self.artifact = artifact
         self.error_banner.hide()
         self.show_schema(artifact.schema)
-        self.states.setCurrentIndex(self.LOADED)
+        self._show_state(self.LOADED)
 
     # --- showing -------------------------------------------------------------------------------
 

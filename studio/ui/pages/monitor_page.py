@@ -1,11 +1,12 @@
 """The Monitor page: live server metrics and input drift, read from the model's /metrics endpoint.
 
-Every 500 ms a worker scrapes the server (studio/core/monitor.py does the I/O off the GUI thread);
-the GUI thread adds the scrape to the history and redraws: request rate by status, latency
-quantiles from the server's histograms, inference against total latency, batch size, in-flight,
-error rate, CPU and memory; and a drift table, one row per feature, most drifted first, colored by
-threshold. Selecting a feature shows its reference and live histograms and its PSI over time. A
-scrape that fails leaves a gap in the charts and a status message, and the next one recovers.
+Every 500 ms a worker scrapes the server (studio/core/monitor/monitor.py does the I/O, with the
+API key a server may check) and computes what to draw (studio/core/monitor/view.py), both off the
+GUI thread, which only redraws: request rate by status, latency quantiles from the server's
+histograms, inference against total latency, batch size, in-flight, error rate, CPU and memory;
+and a drift table, one row per feature, most drifted first, colored by threshold. Selecting a
+feature shows its reference and live histograms and its PSI over time. A scrape that fails leaves
+a gap in the charts and a status message, and the next one recovers.
 """
 
 from __future__ import annotations
@@ -33,20 +34,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.drift import FeatureDrift, Thresholds
-from studio.core.errors import StudioError
-from studio.core.monitor import (
-    DEFAULT_BASELINE_ROWS,
-    FeatureView,
-    Monitor,
-    MonitorView,
-    build_view,
-    read_profile,
-)
-from studio.core.reports import figure
-from studio.core.runtimes.base import Deployment
+from studio.core.monitor.drift import FeatureDrift, Thresholds
+from studio.core.monitor.monitor import DEFAULT_BASELINE_ROWS, Monitor
+from studio.core.monitor.reference import ReferenceProfile, read_profile
+from studio.core.monitor.view import FeatureView, MonitorView, build_view
+from studio.core.serve.runtimes.base import Deployment
+from studio.core.units import figure
+from studio.ui.pages.page import Page
 from studio.ui.widgets.charts import BinsChart, SeriesChart
-from studio.ui.widgets.page_parts import error_banner, page_title, server_url_field
+from studio.ui.widgets.page_parts import ServerFields
 from studio.ui.workers import TaskRunner
 
 REFRESH_MS = 500
@@ -61,31 +57,29 @@ def _line(values: list[float | None]) -> list[float]:
     return [math.nan if v is None else v for v in values]
 
 
-class MonitorPage(QWidget):
+class MonitorPage(Page):
     refreshed = Signal()
     """Emitted after each redraw (tests wait on it)."""
     alert_raised = Signal(str)
     """A feature crossed the alert threshold: its name."""
-    log_requested = Signal()
 
     def __init__(self, runner: TaskRunner, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.runner = runner
+        super().__init__(runner, "Monitor", parent=parent)
         self.monitor: Monitor | None = None
         self.deployment: Deployment | None = None
         self.fetching = False
         self.drift_rows: list[FeatureDrift] = []
         self.alerted: set[str] = set()
+        self.reference_profile: ReferenceProfile | None = None
 
-        title = page_title("Monitor")
-        self.error_banner = error_banner(self.log_requested)
         self.alert_banner = QLabel()
         self.alert_banner.setObjectName("alertBanner")
         self.alert_banner.setStyleSheet("background:#fee2e2; color:#7f1d1d; padding:6px; "
                                         "border-radius:4px; font-weight:600")
         self.alert_banner.hide()
 
-        self.url = server_url_field("; any Prometheus endpoint works")
+        self.server = ServerFields("; any Prometheus endpoint works")
+        self.url = self.server.url
         self.window_choice = QComboBox()
         for label, seconds in WINDOWS:
             self.window_choice.addItem(label, seconds)
@@ -96,8 +90,7 @@ class MonitorPage(QWidget):
         self.reference_button = QPushButton("Reference profile…")
         self.reference_button.clicked.connect(self.choose_reference)
         top = QHBoxLayout()
-        top.addWidget(QLabel("URL"))
-        top.addWidget(self.url, 3)
+        top.addWidget(self.server, 4)
         top.addWidget(QLabel("Window"))
         top.addWidget(self.window_choice)
         top.addWidget(self.reference_button)
@@ -178,20 +171,16 @@ class MonitorPage(QWidget):
         drift.addWidget(drift_left)
         drift.addWidget(drift_right)
         drift.setSizes([520, 560])
-        body = QSplitter(Qt.Orientation.Vertical)
-        body.addWidget(chart_grid)
-        body.addWidget(drift)
-        body.setSizes([340, 360])
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(chart_grid)
+        split.addWidget(drift)
+        split.setSizes([340, 360])
 
-        layout = QVBoxLayout(self)
-        layout.addWidget(title)
-        layout.addWidget(self.error_banner)
-        layout.addWidget(self.alert_banner)
-        layout.addLayout(top)
-        layout.addWidget(self.status)
-        layout.addWidget(body, 1)
+        self.body.addWidget(self.alert_banner)
+        self.body.addLayout(top)
+        self.body.addWidget(self.status)
+        self.body.addWidget(split, 1)
 
-        self.reference_profile: dict | None = None
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self._tick)
@@ -213,10 +202,8 @@ class MonitorPage(QWidget):
             self.load_reference(path)
 
     def load_reference(self, path: str | Path) -> None:
-        try:
-            profile = read_profile(path)
-        except StudioError as error:
-            self.error_banner.show_error(error)
+        profile = self.checked(lambda: read_profile(path))
+        if profile is None:
             return
         self.reference_profile = profile
         self.error_banner.hide()
@@ -235,11 +222,8 @@ class MonitorPage(QWidget):
             self.start()
 
     def start(self) -> None:
-        url = self.url.text().strip()
-        if not url:
-            self.error_banner.show_error(StudioError(
-                "There is no URL to watch.",
-                "Run the model on the Serve page, or type a server's URL."))
+        url = self.checked(lambda: self.server.required_url("watch"))
+        if url is None:
             return
         self.error_banner.hide()
         usage = None
@@ -249,7 +233,8 @@ class MonitorPage(QWidget):
             self.monitor.close()
         self.monitor = Monitor(url, reference=self.reference_profile,
                                thresholds=self._thresholds(),
-                               baseline_rows=self.baseline_rows.value(), usage_source=usage)
+                               baseline_rows=self.baseline_rows.value(),
+                               api_key=self.server.key(), usage_source=usage)
         self.alerted.clear()
         self.alert_banner.hide()
         for chart in (*self.charts.values(), self.drift_chart):
@@ -314,7 +299,7 @@ class MonitorPage(QWidget):
         for key, lines in view.charts.items():
             chart = self.charts[key]
             for name, (times, values) in lines.items():
-                chart.set_series(name, times, [math.nan if v is None else v for v in values])
+                chart.set_series(name, times, _line(values))
         self._draw_drift(view)
         monitor, figures = self.monitor, view.figures
         if view.status:

@@ -38,17 +38,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core import convert as convert_module
-from studio.core import optimize as optimize_module
-from studio.core.artifacts import ModelArtifact
-from studio.core.datasets import DATASET_SUFFIXES
 from studio.core.errors import StudioError
-from studio.core.optimize import DEFAULT_TOLERANCES, DESCRIPTIONS, Optimization
-from studio.core.parity import ParityReport, Tolerance
-from studio.core.reports import conversion_lines, optimization_lines
+from studio.core.model.artifact import ModelArtifact
+from studio.core.optimize import convert as convert_module
+from studio.core.optimize import optimize as optimize_module
+from studio.core.optimize.optimize import DEFAULT_TOLERANCES, DESCRIPTIONS, Optimization
+from studio.core.optimize.parity import ParityReport, Tolerance
+from studio.core.optimize.report import conversion_lines, optimization_lines
 from studio.core.units import human_size
 from studio.core.workspace import new_work_dir
-from studio.ui.widgets.error_banner import ErrorBanner
+from studio.ui.pages.page import NO_MODEL, Page
+from studio.ui.widgets.page_parts import with_browse_button
 from studio.ui.workers import TaskHandle, TaskRunner
 
 PASS_COLOR = QColor(214, 240, 221)
@@ -82,7 +82,7 @@ class StepResult:
         return optimization_lines(self.report)
 
 
-class OptimizePage(QWidget):
+class OptimizePage(Page):
     artifact_chosen = Signal(object)
     """A ModelArtifact the user carries into the later stages."""
     step_finished = Signal(object)
@@ -90,12 +90,9 @@ class OptimizePage(QWidget):
     run_finished = Signal()
     saved = Signal(object)
     """The Path a model was saved to."""
-    log_requested = Signal()
 
     def __init__(self, runner: TaskRunner, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.runner = runner
-        self.source: ModelArtifact | None = None
+        super().__init__(runner, "Optimize", subtitle=NO_MODEL, parent=parent)
         self.results: list[StepResult] = []
         self.task: TaskHandle | None = None
         self._queue: list[str] = []
@@ -104,17 +101,7 @@ class OptimizePage(QWidget):
         self.confirm_box: QMessageBox | None = None
         self.choose_destination = self._destination_from_dialog
 
-        self.title = QLabel("Optimize")
-        self.title.setObjectName("modelTitle")
-        self.source_label = QLabel("Open a model on the Model page first.")
-        self.source_label.setObjectName("modelSubtitle")
-        self.error_banner = ErrorBanner()
-        self.error_banner.show_log_requested.connect(self.log_requested)
-
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.title)
-        layout.addWidget(self.source_label)
-        layout.addWidget(self.error_banner)
+        layout = self.body
         layout.addLayout(self._build_options())
         layout.addLayout(self._build_run_row())
         splitter = QSplitter(Qt.Orientation.Vertical)
@@ -157,11 +144,6 @@ class OptimizePage(QWidget):
         parity = QGroupBox("Parity check")
         self.reference = QLineEdit()
         self.reference.setPlaceholderText("none: rows are sampled from the schema")
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._choose_reference)
-        reference_row = QHBoxLayout()
-        reference_row.addWidget(self.reference, 1)
-        reference_row.addWidget(browse)
         self.atol = self._tolerance_box(Tolerance().atol, 1e-8, 10.0, 8)
         self.rtol = self._tolerance_box(Tolerance().rtol, 0.0, 10.0, 6)
         self.min_agreement = self._tolerance_box(Tolerance().min_label_agreement, 0.0, 1.0, 4)
@@ -169,7 +151,7 @@ class OptimizePage(QWidget):
         self.custom_tolerance.setToolTip("Otherwise each optimization uses its own documented "
                                          "default (hover over it to see it).")
         form = QFormLayout(parity)
-        form.addRow("Reference data", reference_row)
+        form.addRow("Reference data", with_browse_button(self.reference))
         form.addRow("Absolute tolerance", self.atol)
         form.addRow("Relative tolerance", self.rtol)
         form.addRow("Labels kept at least", self.min_agreement)
@@ -235,13 +217,13 @@ class OptimizePage(QWidget):
 
     def set_source(self, artifact: ModelArtifact | None) -> None:
         """The model to start from: the current model of the studio."""
-        self.source = artifact
+        super().set_source(artifact)
         busy = self.task is not None and not self.task.done
         if artifact is None:
-            self.source_label.setText("Open a model on the Model page first.")
+            self.subtitle.setText(NO_MODEL)
         else:
             is_onnx = artifact.schema.metadata.onnx is not None
-            self.source_label.setText(
+            self.subtitle.setText(
                 f"Source: {artifact.name} ({artifact.format}, {artifact.schema.task}, "
                 f"{human_size(artifact.schema.metadata.file_size)})")
             self.convert_note.setText(
@@ -258,13 +240,6 @@ class OptimizePage(QWidget):
         has_file = selected is not None and selected.artifact is not None
         self.save_button.setEnabled(has_file)
         self.use_button.setEnabled(has_file)
-
-    def _choose_reference(self) -> None:
-        patterns = " ".join(f"*{s}" for s in DATASET_SUFFIXES)
-        path, _ = QFileDialog.getOpenFileName(self, "Reference data", "",
-                                              f"Datasets ({patterns});;All files (*)")
-        if path:
-            self.reference.setText(path)
 
     def tolerance(self) -> Tolerance:
         return Tolerance(atol=self.atol.value(), rtol=self.rtol.value(),
@@ -301,9 +276,10 @@ class OptimizePage(QWidget):
         reference = self.reference.text().strip() or None
         done = self._total - len(self._queue) - 1
         self.progress_label.setText(f"Step {done + 1} of {self._total}: {step}")
-        callbacks = dict(on_result=lambda r, s=step: self._step_done(s, r), on_error=self._failed,
-                         on_progress=lambda f, m, d=done: self._progress(d, f, m),
-                         on_cancel=lambda: self._finish("Cancelled"))
+        callbacks = {"on_result": lambda r, s=step: self._step_done(s, r),
+                     "on_error": self._failed,
+                     "on_progress": lambda f, m, d=done: self._progress(d, f, m),
+                     "on_cancel": lambda: self._finish("Cancelled")}
         if step == "convert":
             output = self._work_dir / f"{self.source.name}.onnx"
             self.task = self.runner.submit(

@@ -2,7 +2,8 @@
 
 A request editor prefilled with the model's sample body for the chosen route, Send (off the GUI
 thread), the answer pretty-printed with status and latency, a history that replays, and Copy as
-curl. The URL follows the Serve page's deployment; any other URL works too.
+curl. The URL follows the Serve page's deployment; any other URL works too, with the API key a
+server may check.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.artifacts import ModelArtifact
-from studio.core.bundle import served_name
-from studio.core.client import ModelClient, Reply, curl_command
 from studio.core.errors import StudioError
+from studio.core.model.artifact import ModelArtifact
+from studio.core.serve.bundle import served_name
+from studio.core.serve.client import ModelClient, Reply, curl_command
+from studio.ui.pages.page import Page
 from studio.ui.widgets.json_view import pretty_json
-from studio.ui.widgets.page_parts import error_banner, page_title, server_url_field
+from studio.ui.widgets.page_parts import ServerFields
 from studio.ui.workers import TaskRunner
 
 GET_ROUTES = ("/health", "/ready", "/metrics", "/v2", "/v2/models/{name}")
@@ -59,20 +61,16 @@ def _fixed_font(widget: QPlainTextEdit) -> QPlainTextEdit:
     return widget
 
 
-class ProbePage(QWidget):
+class ProbePage(Page):
     answered = Signal(object)
     """The Reply to a sent request."""
-    log_requested = Signal()
 
     def __init__(self, runner: TaskRunner, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.runner = runner
-        self.source: ModelArtifact | None = None
+        super().__init__(runner, "Probe", parent=parent)
         self.history: list[SentRequest] = []
 
-        title = page_title("Probe")
-        self.error_banner = error_banner(self.log_requested)
-        self.url = server_url_field()
+        self.server = ServerFields()
+        self.url = self.server.url
         self.route = QComboBox()
         self.route.setEditable(True)
         self.route.currentTextChanged.connect(self._route_changed)
@@ -82,9 +80,8 @@ class ProbePage(QWidget):
         self.curl_button = QPushButton("Copy as curl")
         self.curl_button.clicked.connect(self.copy_curl)
         request_row = QHBoxLayout()
-        request_row.addWidget(QLabel("URL"))
-        request_row.addWidget(self.url, 3)
-        request_row.addWidget(self.route, 2)
+        request_row.addWidget(self.server, 3)
+        request_row.addWidget(self.route, 1)
         request_row.addWidget(self.send_button)
         request_row.addWidget(self.curl_button)
 
@@ -116,17 +113,14 @@ class ProbePage(QWidget):
         main.addWidget(history)
         main.setSizes([420, 160])
 
-        layout = QVBoxLayout(self)
-        layout.addWidget(title)
-        layout.addWidget(self.error_banner)
-        layout.addLayout(request_row)
-        layout.addWidget(main, 1)
+        self.body.addLayout(request_row)
+        self.body.addWidget(main, 1)
         self.set_source(None)
 
     # --- state ---------------------------------------------------------------------------------
 
     def set_source(self, artifact: ModelArtifact | None) -> None:
-        self.source = artifact
+        super().set_source(artifact)
         name = served_name(artifact) if artifact else "{name}"
         self.route.blockSignals(True)
         self.route.clear()
@@ -154,10 +148,7 @@ class ProbePage(QWidget):
     # --- sending -------------------------------------------------------------------------------
 
     def _request(self) -> tuple[str, str, str, Any]:
-        url = self.url.text().strip()
-        if not url:
-            raise StudioError("There is no URL to send to.",
-                              "Run the model on the Serve page, or type a server's URL.")
+        url = self.server.required_url("send to")
         method, route = self.method(), self.route.currentText().strip() or "/"
         text = self.editor.toPlainText().strip()
         if method == "GET" or not text:
@@ -170,23 +161,22 @@ class ProbePage(QWidget):
                               "Fix the body and send again; nothing was sent.") from exc
 
     def send(self) -> None:
-        try:
-            url, method, route, body = self._request()
-        except StudioError as error:
-            self.error_banner.show_error(error)
+        request = self.checked(self._request)
+        if request is None:
             return
+        url, method, route, body = request
+        api_key = self.server.key()
         self.error_banner.hide()
         self.send_button.setEnabled(False)
         self.status.setText(f"Sending {method} {route}…")
 
         def call(progress) -> Reply:
-            with ModelClient(url, timeout=30) as client:
+            with ModelClient(url, api_key=api_key, timeout=30) as client:
                 return client.request(method, route, body)
 
         self.runner.submit(call, name=f"{method} {route}",
                            on_result=lambda reply: self._answered(url, method, route, body, reply),
-                           on_error=lambda error: self._failed(url, method, route, body, error),
-                           on_finish=lambda: self.send_button.setEnabled(True))
+                           on_error=lambda error: self._failed(url, method, route, body, error))
 
     def _remember(self, request: SentRequest) -> None:
         self.history.insert(0, request)
@@ -195,6 +185,7 @@ class ProbePage(QWidget):
         self.history_list.insertItem(0, item)
 
     def _answered(self, url: str, method: str, route: str, body: Any, reply: Reply) -> None:
+        self.send_button.setEnabled(True)  # ready for the next request before `answered` is heard
         verdict = "OK" if reply.ok else ("client error" if reply.status < 500 else "server error")
         self.status.setText(f"HTTP {reply.status} {verdict} in {reply.latency_ms:.1f} ms")
         self.response.setPlainText(pretty_json(reply.body) if reply.is_json else reply.body)
@@ -203,6 +194,7 @@ class ProbePage(QWidget):
         self.answered.emit(reply)
 
     def _failed(self, url: str, method: str, route: str, body: Any, error: StudioError) -> None:
+        self.send_button.setEnabled(True)
         self.status.setText("No answer")
         self.response.clear()
         self.error_banner.show_error(error)
@@ -218,9 +210,7 @@ class ProbePage(QWidget):
         self.send()
 
     def copy_curl(self) -> None:
-        try:
-            url, method, route, body = self._request()
-        except StudioError as error:
-            self.error_banner.show_error(error)
-            return
-        QGuiApplication.clipboard().setText(curl_command(url, method, route, body))
+        request = self.checked(self._request)
+        if request is not None:
+            QGuiApplication.clipboard().setText(curl_command(*request,
+                                                             api_key=self.server.key()))

@@ -1,20 +1,22 @@
 """The Serve page: one Build & Run button from the current model to a ready server.
 
 Everything slow (conversion, wheel download, docker build, waiting for readiness, following logs,
-stopping) runs through the TaskRunner; log lines cross to the GUI thread through queued signals.
+stopping) runs through the TaskRunner. Log lines are partial results: deploy hands out the build
+log through its progress, and a task following the server hands out each line of its log; both
+reach the log views on the GUI thread through the runner's `on_partial`.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -24,76 +26,68 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QTabWidget,
-    QVBoxLayout,
     QWidget,
 )
 
-from studio.core.artifacts import ModelArtifact
-from studio.core.bundle import DEFAULT_BASE_IMAGE, ImageOptions, ServingOptions, served_name
-from studio.core.deploy import DeployOptions, deploy
 from studio.core.errors import StudioError
-from studio.core.runtimes.base import Deployment, DeploymentState
-from studio.core.runtimes.docker import EngineStatus
-from studio.ui.widgets.error_banner import ErrorBanner
+from studio.core.model.artifact import ModelArtifact
+from studio.core.serve.bundle import DEFAULT_BASE_IMAGE, ImageOptions, ServingOptions, served_name
+from studio.core.serve.deploy import DeployOptions, deploy
+from studio.core.serve.runtimes.base import Deployment, DeploymentState
+from studio.core.serve.runtimes.docker import EngineStatus
+from studio.core.tasks import Progress
+from studio.ui.pages.page import NO_MODEL, Page
+from studio.ui.widgets.page_parts import with_browse_button
 from studio.ui.workers import TaskHandle, TaskRunner
 
 MAX_LOG_LINES = 20_000
+TERMINAL_CODES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+"""ANSI escape sequences: colours, bold, cursor moves."""
 
 
-class _Lines(QObject):
-    """Carries log lines from worker threads to the GUI thread."""
-
-    line = Signal(str)
-
-
-def _log_view() -> QPlainTextEdit:
-    view = QPlainTextEdit()
-    view.setReadOnly(True)
-    view.setMaximumBlockCount(MAX_LOG_LINES)
-    view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-    return view
+def follow_logs(deployment: Deployment, progress: Progress) -> None:
+    """Hand out each line of the server's log as it comes, until it stops or is cancelled."""
+    for line in deployment.follow_logs(progress):
+        progress.partial(line)
 
 
-class ServePage(QWidget):
+class LogLines(QPlainTextEdit):
+    """A build or server log, line by line. Terminal colour codes (ONNX Runtime colours its
+    warnings) are dropped: a text view would show them as stray characters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setReadOnly(True)
+        self.setMaximumBlockCount(MAX_LOG_LINES)
+        self.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+
+    def append_line(self, line: str) -> None:
+        self.appendPlainText(TERMINAL_CODES.sub("", line))
+
+
+class ServePage(Page):
     state_changed = Signal(str)
     """A DeploymentState value: building, starting, ready, failed, stopped."""
     deployment_ready = Signal(object)
     deployment_stopped = Signal()
-    log_requested = Signal()
 
     def __init__(self, runner: TaskRunner, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.runner = runner
-        self.source: ModelArtifact | None = None
+        super().__init__(runner, "Serve", subtitle=NO_MODEL, parent=parent)
         self.deployment: Deployment | None = None
         self.task: TaskHandle | None = None
         self._follow: TaskHandle | None = None
         self.state = DeploymentState.STOPPED
         self.engine: EngineStatus | None = None
 
-        self.build_lines = _Lines(self)
-        self.server_lines = _Lines(self)
-        title = QLabel("Serve")
-        title.setObjectName("modelTitle")
-        self.source_label = QLabel("Open a model on the Model page first.")
-        self.source_label.setObjectName("modelSubtitle")
-        self.error_banner = ErrorBanner()
-        self.error_banner.show_log_requested.connect(self.log_requested)
-
-        layout = QVBoxLayout(self)
-        layout.addWidget(title)
-        layout.addWidget(self.source_label)
-        layout.addWidget(self.error_banner)
+        layout = self.body
         layout.addWidget(self._build_form())
         layout.addLayout(self._build_status_row())
         self.logs = QTabWidget()
-        self.build_log = _log_view()
-        self.server_log = _log_view()
+        self.build_log = LogLines()
+        self.server_log = LogLines()
         self.logs.addTab(self.build_log, "Build log")
         self.logs.addTab(self.server_log, "Server log")
         layout.addWidget(self.logs, 1)
-        self.build_lines.line.connect(self.build_log.appendPlainText)
-        self.server_lines.line.connect(self.server_log.appendPlainText)
         self.set_source(None)
         self._explain_runtime()
 
@@ -126,18 +120,12 @@ class ServePage(QWidget):
         self.reference.setPlaceholderText("optional: CSV, Parquet or .npy the model was trained on")
         self.reference.setToolTip("Drift on the Monitor page is measured against this data. "
                                   "Without it, the first live requests are the baseline.")
-        browse = QPushButton("…")
-        browse.setFixedWidth(32)
-        browse.clicked.connect(self._choose_reference)
-        reference_row = QHBoxLayout()
-        reference_row.addWidget(self.reference, 1)
-        reference_row.addWidget(browse)
         left = QFormLayout()
         left.addRow("Runtime", self.runtime)
         left.addRow("", self.runtime_reason)
         left.addRow("Image tag", self.tag)
         left.addRow("Base image", self.base_image)
-        left.addRow("Reference data", reference_row)
+        left.addRow("Reference data", with_browse_button(self.reference))
         right = QFormLayout()
         right.addRow("Port on 127.0.0.1", self.port)
         right.addRow("CPUs", self.cpus)
@@ -174,13 +162,13 @@ class ServePage(QWidget):
     # --- state ---------------------------------------------------------------------------------
 
     def set_source(self, artifact: ModelArtifact | None) -> None:
-        self.source = artifact
+        super().set_source(artifact)
         if artifact is None:
-            self.source_label.setText("Open a model on the Model page first.")
+            self.subtitle.setText(NO_MODEL)
         else:
             self.tag.setPlaceholderText(f"slipway/{served_name(artifact).lower()}:1")
             onnx = artifact.schema.metadata.onnx is not None
-            self.source_label.setText(
+            self.subtitle.setText(
                 f"Model: {artifact.name} ({artifact.format})" + ("" if onnx else
                 " — converted to ONNX and checked for parity before it is served"))
         self._refresh()
@@ -238,12 +226,6 @@ class ServePage(QWidget):
             image=ImageOptions(base_image=self.base_image.text().strip() or DEFAULT_BASE_IMAGE),
         )
 
-    def _choose_reference(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Reference data", "",
-                                              "Datasets (*.csv *.parquet *.pq *.npy)")
-        if path:
-            self.reference.setText(path)
-
     # --- actions -------------------------------------------------------------------------------
 
     def build_and_run(self) -> None:
@@ -256,9 +238,10 @@ class ServePage(QWidget):
         self.logs.setCurrentWidget(self.build_log)
         self._set_state(DeploymentState.BUILDING)
         self.task = self.runner.submit(
-            deploy, self.source, self.options(), on_log=self.build_lines.line.emit,
-            name=f"Serving {self.source.name}", on_result=self._ready, on_error=self._failed,
-            on_progress=self._progress, on_cancel=lambda: self._set_state(DeploymentState.STOPPED))
+            deploy, self.source, self.options(), name=f"Serving {self.source.name}",
+            on_partial=self.build_log.append_line, on_result=self._ready,
+            on_error=self._failed, on_progress=self._progress,
+            on_cancel=lambda: self._set_state(DeploymentState.STOPPED))
 
     def _progress(self, _fraction: float | None, message: str) -> None:
         if message.startswith("Starting"):
@@ -273,13 +256,9 @@ class ServePage(QWidget):
         self.url_label.setText(f'<a href="{deployment.url}/docs">{deployment.url}</a>'
                                f' &nbsp;(<a href="{deployment.url}/docs">API docs</a>)')
         self.logs.setCurrentWidget(self.server_log)
-        self._follow = self.runner.submit(self._follow_logs, deployment,
-                                          name="Following the server log")
+        self._follow = self.runner.submit(follow_logs, deployment, name="Following the server log",
+                                          on_partial=self.server_log.append_line)
         self.deployment_ready.emit(deployment)
-
-    def _follow_logs(self, deployment: Deployment, progress) -> None:
-        for line in deployment.follow_logs(progress):
-            self.server_lines.line.emit(line)
 
     def _failed(self, error: StudioError) -> None:
         self.task = None
@@ -287,7 +266,7 @@ class ServePage(QWidget):
         self.error_banner.show_error(error)
         if error.detail:
             for line in error.detail.splitlines()[-40:]:
-                self.build_lines.line.emit(line)
+                self.build_log.append_line(line)
 
     def stop(self) -> None:
         if self.task is not None:  # still building or starting

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from studio.core.artifacts import SUPPORTED_TEXT
+from studio.core.model.artifact import SUPPORTED_TEXT
 
 
 class DropZone(QFrame):

@@ -1,29 +1,68 @@
-"""Pieces every page starts with: its title, its error banner, and (for the pages that talk to a
-served model) the URL field that follows the Serve page."""
+"""Fields more than one page asks for: where a served model answers (its URL, which follows the
+Serve page, and the API key a server may check), and a dataset file to read rows from."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import SignalInstance
-from PySide6.QtWidgets import QLabel, QLineEdit
+from collections.abc import Callable
 
-from studio.ui.widgets.error_banner import ErrorBanner
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
 
-
-def page_title(text: str) -> QLabel:
-    title = QLabel(text)
-    title.setObjectName("modelTitle")  # styled by the theme
-    return title
+from studio.core.errors import StudioError
+from studio.core.model.datasets import DATASET_SUFFIXES
 
 
-def error_banner(show_log: SignalInstance) -> ErrorBanner:
-    """A hidden banner whose "Show log" emits the page's `log_requested`."""
-    banner = ErrorBanner()
-    banner.show_log_requested.connect(show_log)
-    return banner
+class ServerFields(QWidget):
+    """The URL of a served model and its optional API key, side by side."""
+
+    def __init__(self, also: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.url = QLineEdit()
+        self.url.setPlaceholderText("http://127.0.0.1:8000 (filled in when the Serve page runs a "
+                                    "model)" + also)
+        self.api_key = QLineEdit()
+        self.api_key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.api_key.setPlaceholderText("none")
+        self.api_key.setToolTip("Optional: for a server that checks an API key. It is sent as "
+                                "'Authorization: Bearer KEY'.")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(QLabel("URL"))
+        row.addWidget(self.url, 3)
+        row.addWidget(QLabel("API key"))
+        row.addWidget(self.api_key, 1)
+
+    def required_url(self, to: str) -> str:
+        """The URL typed or followed; StudioError when there is none, saying what it was for
+        (e.g. "send to", "load", "watch")."""
+        url = self.url.text().strip()
+        if not url:
+            raise StudioError(f"There is no URL to {to}.",
+                              "Run the model on the Serve page, or type a server's URL.")
+        return url
+
+    def key(self) -> str | None:
+        return self.api_key.text().strip() or None
 
 
-def server_url_field(also: str = "") -> QLineEdit:
-    field = QLineEdit()
-    field.setPlaceholderText("http://127.0.0.1:8000 (filled in when the Serve page runs a model)"
-                             + also)
-    return field
+def with_browse_button(field: QLineEdit,
+                       on_chosen: Callable[[str], None] | None = None) -> QHBoxLayout:
+    """`field` with a button beside it that fills it with a dataset file chosen in a dialog."""
+    button = QPushButton("…")
+    button.setFixedWidth(32)
+    button.setToolTip("Choose a CSV, Parquet or .npy file")
+    patterns = " ".join(f"*{suffix}" for suffix in DATASET_SUFFIXES)
+
+    def choose() -> None:
+        path, _ = QFileDialog.getOpenFileName(field.window(), "Reference data", "",
+                                              f"Datasets ({patterns});;All files (*)")
+        if path:
+            field.setText(path)
+            if on_chosen is not None:
+                on_chosen(path)
+
+    button.clicked.connect(choose)
+    row = QHBoxLayout()
+    row.setContentsMargins(0, 0, 0, 0)
+    row.addWidget(field, 1)
+    row.addWidget(button)
+    return row

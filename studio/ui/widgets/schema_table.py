@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.schema import FeatureSpec, OutputSpec, TensorSpec, shape_text
+from studio.core.model.schema import FeatureSpec, OutputSpec, TensorSpec, shape_text
 
 
 class _Table(QTableWidget):

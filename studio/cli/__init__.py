@@ -1,0 +1,85 @@
+"""`slipway`: the studio's journey without a screen, one module per stage.
+
+    slipway                     open the app
+    slipway MODEL               open the app on a model
+    slipway inspect FILE        describe a model (--json for the ModelSchema)       cli/model.py
+    slipway convert MODEL -o OUT.onnx       to ONNX, with a parity check            cli/optimize.py
+    slipway optimize MODEL.onnx -o OUT.onnx (--int8 | --int8-static | --fp16 | --graph)
+    slipway build MODEL [--tag T] [--base-image I]      a serving image (Docker)    cli/serve.py
+    slipway serve MODEL [--runtime docker|process]      run it until Ctrl-C
+    slipway predict URL --data '{...}'                  one request to a served model
+    slipway containers [--clean]                       the containers the studio started
+    slipway load URL (--concurrency N | --rate R)      a load test                 cli/loadtest.py
+    slipway sweep URL --slo-p99 50ms                   the highest rate meeting a p99 objective
+    slipway monitor URL [--once --json]                metrics and drift            cli/monitor.py
+
+Exit status (studio.core.errors.ExitStatus): 0 success, 1 a build, a server or a request failed,
+2 bad usage, 3 the file is not a model that can be loaded or converted (or the optimization cannot
+help it), 4 the new model was written but failed its parity check, 130 interrupted. A StudioError
+carries its own status (`exit_status`); errors print one line with the reason and the next step,
+and no traceback reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from studio import __version__
+from studio.cli import loadtest, model, monitor, optimize, serve
+from studio.core.errors import Cancelled, ExitStatus, StudioError, TrustRequired
+
+STAGES = (model, optimize, serve, loadtest, monitor)
+COMMANDS = tuple(name for stage in STAGES for name in stage.COMMANDS)
+
+
+def command_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slipway",
+                                     description="Slipway Studio on the command line.")
+    parser.add_argument("--version", action="version", version=f"slipway {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print error details")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for stage in STAGES:
+        stage.add_commands(commands)
+    return parser
+
+
+def _app_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slipway",
+        description="Slipway Studio: from a model file to a measured, monitored service. "
+                    f"Commands: {', '.join(COMMANDS)} (slipway COMMAND --help).",
+    )
+    parser.add_argument("--version", action="version", version=f"slipway {__version__}")
+    parser.add_argument("model", nargs="?", help="open the app on this model file or folder")
+    return parser
+
+
+def _report(exc: StudioError, verbose: bool) -> None:
+    print(f"slipway: error: {exc}", file=sys.stderr)
+    if isinstance(exc, TrustRequired) and exc.reasons:
+        print("  the file would import: " + ", ".join(exc.reasons), file=sys.stderr)
+    if verbose and exc.detail:
+        print(exc.detail, file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first_word = next((a for a in argv if not a.startswith("-")), None)
+    if first_word in COMMANDS:
+        args = command_parser().parse_args(argv)
+        try:
+            return args.run(args)
+        except StudioError as exc:
+            _report(exc, args.verbose)
+            return exc.exit_status
+        except (Cancelled, KeyboardInterrupt):
+            return ExitStatus.CANCELLED
+        except BrokenPipeError:  # `slipway load --json | head`: the reader left, nothing to report
+            sys.stdout = None  # type: ignore[assignment]  # no flush at exit into a closed pipe
+            return ExitStatus.OK
+    args = _app_parser().parse_args(argv)
+    from studio.ui.app import run_app
+
+    return run_app(args.model)

@@ -1,1 +1,0 @@
-"""One module per model format. Each turns a file into a ModelSchema; `artifacts.load` dispatches."""

@@ -1,0 +1,1 @@
+"""One module per model format. Each turns a file into a ModelSchema; `artifact.load` dispatches."""

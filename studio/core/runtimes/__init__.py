@@ -1,1 +1,0 @@
-"""Where a model runs: Docker when an engine answers, otherwise a local child process."""

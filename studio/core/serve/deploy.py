@@ -1,0 +1,127 @@
+"""From a loaded model to a running, ready server: the Serve stage as one function.
+
+    choose_runtime -> ensure_onnx (convert, parity gate) -> write_bundle -> build (Docker) -> run
+
+`deploy` is what `slipway serve` and the Serve page's Build & Run both call; `build_image` is its
+first half, which `slipway build` calls. A model that failed its parity check is not served unless
+the caller says so. Both hand out the log of every step (str lines: the runtime chosen and why, the
+parity verdict, the wheel download, the image build) through `progress.partial`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.core.model.artifact import ModelArtifact
+from studio.core.optimize import convert as convert_module
+from studio.core.serve.bundle import Bundle, ImageOptions, ServingOptions, write_bundle
+from studio.core.serve.runtimes.base import DEFAULT_READY_TIMEOUT_S, Deployment, DeploymentError
+from studio.core.serve.runtimes.docker import DockerRuntime, engine_status
+from studio.core.serve.runtimes.process import ProcessRuntime
+from studio.core.tasks import Progress, quiet
+from studio.core.workspace import new_work_dir
+
+RUNTIMES = ("auto", "docker", "process")
+
+
+@dataclass
+class DeployOptions:
+    runtime: str = "auto"
+    tag: str | None = None
+    port: int | None = None
+    cpus: float | None = None
+    memory: str | None = None
+    ready_timeout: float = DEFAULT_READY_TIMEOUT_S
+    serve_failed_parity: bool = False
+    serving: ServingOptions = field(default_factory=ServingOptions)
+    image: ImageOptions = field(default_factory=ImageOptions)
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    name: str
+    reason: str
+
+
+def choose_runtime(preference: str = "auto") -> RuntimeChoice:
+    """Docker when an engine answers (or when asked for), else the process runtime; with why."""
+    if preference == "process":
+        return RuntimeChoice("process", "the process runtime was chosen")
+    status = engine_status()
+    if preference == "docker":
+        if not status.available:
+            raise DeploymentError(f"The Docker runtime was chosen, but {status.reason}.",
+                                  "Start the engine, or choose the process runtime.")
+        return RuntimeChoice("docker", f"the Docker runtime was chosen; {status.reason}")
+    if status.available:
+        return RuntimeChoice("docker", f"{status.reason}, so the model runs in a container")
+    return RuntimeChoice("process", f"{status.reason}, so the model runs as a local process")
+
+
+def ensure_onnx(artifact: ModelArtifact, work_dir: Path, *, serve_failed_parity: bool = False,
+                progress: Progress | None = None) -> ModelArtifact:
+    """The ONNX model to serve: the artifact itself, or its verified conversion."""
+    progress = progress or quiet()
+    if artifact.schema.metadata.onnx is not None:
+        return artifact
+    conversion = convert_module.convert(artifact, work_dir / f"{artifact.name}.onnx",
+                                        progress=progress)
+    progress.partial(conversion.report.parity.summary())
+    if not conversion.passed and not serve_failed_parity:
+        raise DeploymentError(
+            f"The ONNX conversion of '{artifact.name}' failed its parity check: "
+            f"{conversion.report.parity.summary()}",
+            "Look at the differences on the Optimize page; serving it anyway needs an explicit "
+            "choice (--serve-failed-parity).")
+    return conversion.artifact
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    tag: str
+    image_id: str
+    bundle: Bundle
+    runtime: DockerRuntime
+
+
+def _bundle(artifact: ModelArtifact, options: DeployOptions, *, with_wheels: bool,
+            progress: Progress) -> Bundle:
+    work_dir = new_work_dir(artifact.name)
+    model = ensure_onnx(artifact, work_dir, serve_failed_parity=options.serve_failed_parity,
+                        progress=progress)
+    bundle = write_bundle(model, work_dir / "bundle", serving=options.serving, image=options.image,
+                          with_wheels=with_wheels, progress=progress)
+    progress.partial(f"Build context: {bundle.path}")
+    return bundle
+
+
+def build_image(artifact: ModelArtifact, options: DeployOptions | None = None, *,
+                progress: Progress | None = None) -> BuiltImage:
+    """Convert if needed, write the build context and build the serving image with Docker."""
+    progress = progress or quiet()
+    options = options or DeployOptions()
+    runtime = DockerRuntime()  # no engine: say so before converting anything
+    bundle = _bundle(artifact, options, with_wheels=True, progress=progress)
+    tag = options.tag or bundle.default_tag
+    image_id = runtime.build(bundle, tag, base_image=options.image.base_image, progress=progress)
+    return BuiltImage(tag, image_id, bundle, runtime)
+
+
+def deploy(artifact: ModelArtifact, options: DeployOptions | None = None, *,
+           progress: Progress | None = None) -> Deployment:
+    """Bundle, build when in Docker, run, and wait until the server is ready."""
+    progress = progress or quiet()
+    options = options or DeployOptions()
+    choice = choose_runtime(options.runtime)
+    progress.partial(f"Runtime: {choice.name} ({choice.reason})")
+    if choice.name == "docker":
+        built = build_image(artifact, options, progress=progress)
+        deployment = built.runtime.run(built.tag, built.bundle.model_name, options.port,
+                                       cpus=options.cpus, memory=options.memory,
+                                       ready_timeout=options.ready_timeout, progress=progress)
+        deployment.bundle_path = built.bundle.path
+        return deployment
+    bundle = _bundle(artifact, options, with_wheels=False, progress=progress)
+    return ProcessRuntime().run(bundle, options.port, ready_timeout=options.ready_timeout,
+                                progress=progress)

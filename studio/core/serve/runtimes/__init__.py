@@ -1,0 +1,1 @@
+"""Where a bundled model runs: a Docker container, or a child process of the studio."""
