@@ -4,9 +4,9 @@ Opens the real app offscreen on real models and saves what the window shows to d
 three views of the Model page, then the Optimize page after converting and optimizing an MLP
 trained here on scikit-learn's breast-cancer data, the Serve page running the demo model (in
 Docker when an engine answers; set SLIPWAY_BASE_IMAGE to a local base image where no registry
-does), the Probe page with a request that misses features, then the Load and Monitor pages against
-the demo model served as a local process with its reference data, under a load test that shifts one
-feature.
+does), the Probe page with a request that misses features, the Export page for that image, then the
+Load and Monitor pages against the demo model served as a local process with its reference data,
+under a load test that shifts one feature.
 """
 
 from __future__ import annotations
@@ -114,10 +114,21 @@ def main() -> int:
 
         def answered(_reply) -> None:
             page.answered.disconnect(answered)
-            save("probe.png", load_shot)
+            save("probe.png", export_shot)
 
         page.answered.connect(answered)
         page.send()
+
+    def export_shot() -> None:
+        page = window.export_page  # the image of the Serve page's container is filled in
+        window.nav.setCurrentRow(window.pages.indexOf(page))
+
+        def checked(_report) -> None:
+            page.checked_report.disconnect(checked)
+            save("export.png", load_shot)
+
+        page.checked_report.connect(checked)
+        page.run_checks()  # now, whether or not the image's arrival already ran them
 
     def load_shot() -> None:
         from studio.core.model.artifact import load

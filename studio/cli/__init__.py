@@ -27,10 +27,10 @@ import sys
 from collections.abc import Sequence
 
 from studio import __version__
-from studio.cli import loadtest, model, monitor, optimize, serve
+from studio.cli import export, loadtest, model, monitor, optimize, serve
 from studio.core.errors import Cancelled, ExitStatus, StudioError, TrustRequired
 
-STAGES = (model, optimize, serve, loadtest, monitor)
+STAGES = (model, optimize, serve, loadtest, monitor, export)
 COMMANDS = tuple(name for stage in STAGES for name in stage.COMMANDS)
 
 
@@ -57,11 +57,40 @@ def _app_parser() -> argparse.ArgumentParser:
 
 
 def _report(exc: StudioError, verbose: bool) -> None:
+    findings = exc.findings if isinstance(exc, TrustRequired) else []
+    for finding in findings:  # one line each, before the error, where they cannot be missed
+        if finding.verdict == "dangerous":
+            print(f"slipway: danger: {finding.name} {finding.why}", file=sys.stderr)
     print(f"slipway: error: {exc}", file=sys.stderr)
-    if isinstance(exc, TrustRequired) and exc.reasons:
-        print("  the file would import: " + ", ".join(exc.reasons), file=sys.stderr)
+    named = [f.name for f in findings if f.verdict != "unnamed"]
+    if named:
+        print("  the file would import: " + ", ".join(named), file=sys.stderr)
+    for finding in findings:
+        if finding.verdict == "unnamed":
+            print(f"  {finding.name}", file=sys.stderr)
     if verbose and exc.detail:
         print(exc.detail, file=sys.stderr)
+
+
+def _report_unexpected(exc: Exception, command: str) -> None:
+    import time
+    import traceback
+
+    from studio.core.errors import first_line
+    from studio.core.workspace import cache_root
+
+    log = cache_root() / "logs" / "cli.log"
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} slipway {command}\n"
+                         f"{traceback.format_exc()}\n")
+        where = f"the details are in {log}"
+    except OSError as failure:
+        where = f"the details could not be written to {log} ({failure.strerror})"
+    print(f"slipway: error: `slipway {command}` stopped on an unexpected "
+          f"{type(exc).__name__}: {first_line(exc)[:200]}. This is a bug in Slipway Studio; "
+          f"{where}.", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,6 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # `slipway load --json | head`: the reader left, nothing to report
             sys.stdout = None  # type: ignore[assignment]  # no flush at exit into a closed pipe
             return ExitStatus.OK
+        except MemoryError:
+            print("slipway: error: the command ran out of memory. Close other programs, or use a "
+                  "machine with more memory.", file=sys.stderr)
+            return ExitStatus.FAILED
+        except Exception as exc:  # a bug: one line for the person, the whole story in a log file
+            _report_unexpected(exc, first_word)
+            return ExitStatus.FAILED
     args = _app_parser().parse_args(argv)
     from studio.ui.app import run_app
 

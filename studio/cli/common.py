@@ -8,8 +8,10 @@ Commands import the core lazily, inside the function that runs them: `slipway --
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+from pathlib import Path
 
 DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|min)?\s*$")
 
@@ -36,8 +38,40 @@ def add_trust_option(parser: argparse.ArgumentParser) -> None:
                         help="allow loading files that run code when loaded (pickle, joblib)")
 
 
+API_KEY_ENV = "SLIPWAY_API_KEY"
+"""Where the commands that talk to a served model find its API key, when no file is given."""
+
+
+def _key_from_file(text: str) -> str:
+    try:
+        key = Path(text).expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read the API key from {text}: "
+                                         f"{getattr(exc, 'strerror', None) or exc}") from exc
+    if not key:
+        raise argparse.ArgumentTypeError(f"{text} holds no API key")
+    return key
+
+
+class _RefuseKeyOnCommandLine(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parser.error(f"{option_string} would show the key to every user of this machine (ps, "
+                     f"shell history); put it in ${API_KEY_ENV} or in a file given with "
+                     "--api-key-file")
+
+
 def add_api_key_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--api-key", help="API key, when the server requires one")
+    """A server's API key comes from a file or the environment, never the command line, where
+    every user of the machine can read it in the process list."""
+    parser.add_argument("--api-key-file", dest="api_key_from_file", type=_key_from_file,
+                        metavar="FILE",
+                        help=f"read the API key from FILE (default: ${API_KEY_ENV}, if set)")
+    parser.add_argument("--api-key", action=_RefuseKeyOnCommandLine, help=argparse.SUPPRESS)
+
+
+def api_key(args: argparse.Namespace) -> str | None:
+    """The key the user gave (a file first, then the environment), or None."""
+    return args.api_key_from_file or os.environ.get(API_KEY_ENV) or None
 
 
 def log_line(line: object) -> None:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from studio.cli.common import add_api_key_option, milliseconds, seconds
+from studio.cli.common import add_api_key_option, api_key, milliseconds, seconds
 from studio.core.errors import ExitStatus
 
 if TYPE_CHECKING:  # the load tester's imports are paid only by the commands that run it
@@ -89,7 +89,7 @@ def _prepared(args: argparse.Namespace, plan: LoadPlan) -> LoadPlan:
         payload = PayloadChoice("reference", args.from_reference, drifts)
     else:
         payload = PayloadChoice("random", None, drifts)
-    return prepare(plan, payload, api_key=args.api_key)
+    return prepare(plan, payload, api_key=api_key(args))
 
 
 def _progress_line(snapshot: Snapshot) -> str:
@@ -214,6 +214,6 @@ def _write(report, path: str) -> None:
 
     try:
         written = loadreport.save(report, path)
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:  # a disk error is a WriteError of its own
         raise LoadTestError(f"Cannot write the report to {path}: {exc}") from exc
     print(f"Report written to {written}.", file=sys.stderr)

@@ -7,7 +7,7 @@ import argparse
 from studio.cli.common import add_trust_option
 from studio.core.errors import ExitStatus
 from studio.core.model.schema import shape_text
-from studio.core.units import human_size, text_table
+from studio.core.units import human_size, printable, text_table
 
 COMMANDS = ("inspect",)
 
@@ -62,11 +62,12 @@ def summary(artifact) -> str:
                   f"{info.producer or '?'} {info.producer_version}".rstrip(),
                   f"  {info.node_count} nodes, {info.parameter_count:,} parameters",
                   "  operators " + ", ".join(f"{op} {n}" for op, n in info.operators.items())]
+        lines += [f"  {key}: {value}" for key, value in info.properties.items()]
     for key, value in meta.properties.items():
         lines.append(f"  {key}: {value}")
     for warning in meta.warnings:
         lines.append(f"warning: {warning}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # the file's text, never its escapes
 
 
 def run_inspect(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from studio.cli.common import add_api_key_option, seconds
+from studio.cli.common import add_api_key_option, api_key, seconds
 from studio.core.errors import ExitStatus
 from studio.core.units import figure
 
@@ -48,7 +48,7 @@ def _monitor(args: argparse.Namespace):
 
     reference = read_profile(args.reference) if args.reference else None
     return Monitor(args.url, reference=reference, baseline_rows=args.baseline_rows,
-                   api_key=args.api_key)
+                   api_key=api_key(args))
 
 
 def render(summary: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from studio.cli.common import add_api_key_option, add_trust_option, log_line
+from studio.cli.common import add_api_key_option, add_trust_option, api_key, log_line
 from studio.core.errors import ExitStatus
 from studio.core.units import text_table
 
@@ -43,7 +43,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_api_key_option(predict)
     predict.set_defaults(run=run_predict)
 
-    containers = commands.add_parser("containers", help="list the containers the studio started")
+    containers = commands.add_parser(
+        "containers", help="list the containers this installation of the studio started")
     containers.add_argument("--clean", action="store_true", help="stop and remove them all")
     containers.set_defaults(run=run_containers)
 
@@ -57,10 +58,14 @@ def _add_image_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wheelhouse", metavar="DIR",
                         help="wheels for the image (default: downloaded once and cached)")
     add_trust_option(parser)
-    parser.add_argument("--model-version", default="1", help="version to serve as (default 1)")
+    parser.add_argument("--model-version", default="1",
+                        help="version to serve as: letters, digits, '.', '_', '-', '+' (default 1)")
     parser.add_argument("--no-batching", action="store_true", help="turn micro-batching off")
     parser.add_argument("--api-key-env", metavar="VAR",
-                        help="require the API key held in this environment variable")
+                        help="require the API key held in this environment variable (it must be "
+                             "set when serving; the key reaches the server, never the image)")
+    parser.add_argument("--protect-metrics", action="store_true",
+                        help="/metrics asks for the API key too (needs --api-key-env)")
 
 
 def _serving_options(args: argparse.Namespace):
@@ -68,7 +73,7 @@ def _serving_options(args: argparse.Namespace):
 
     reference = getattr(args, "reference", None)
     return ServingOptions(version=args.model_version, batching=not args.no_batching,
-                          api_key_env=args.api_key_env,
+                          api_key_env=args.api_key_env, protect_metrics=args.protect_metrics,
                           reference_data=Path(reference) if reference else None)
 
 
@@ -142,7 +147,7 @@ def run_predict(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         print(f"slipway: error: --data is not valid JSON: {exc}", file=sys.stderr)
         return ExitStatus.USAGE
-    with ModelClient(args.url, api_key=args.api_key) as client:
+    with ModelClient(args.url, api_key=api_key(args)) as client:
         reply = client.predict(body, args.route)
     print(json.dumps(reply.body, indent=2) if reply.is_json else reply.body)
     if not reply.ok:

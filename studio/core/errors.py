@@ -11,6 +11,7 @@ The family (each class lives with the stage that raises it; a test holds this ta
     StudioError            1  core/errors.py                  (the base: something failed)
     ModelLoadError         3  core/errors.py                  the file is not a model Slipway loads
     TrustRequired          3  core/errors.py                  loading it would run the file's code
+    WriteError             1  core/files.py                   an output file cannot be written
     DatasetError           3  core/model/datasets.py          reference rows cannot be read
     ConversionError        3  core/optimize/convert.py        a model has no ONNX conversion
     OptimizationError      3  core/optimize/optimize.py       an optimization cannot run
@@ -22,14 +23,17 @@ The family (each class lives with the stage that raises it; a test holds this ta
     MetricsError           1  core/monitor/scrape.py          a metrics endpoint does not answer
     ProfileError           2  core/monitor/reference.py       a file is not a reference profile
     DriftError             2  core/monitor/drift.py           live counts are on other bins
+    ExportOptionsError     2  core/export/options.py          an export option cannot be used
+    ExportCheckFailed      5  core/export/write.py            exported manifests failed a check
 
 `Cancelled` is not an error: the user asked to stop, and pages return to idle (`slipway` exits 130).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 
 class ExitStatus(IntEnum):
@@ -44,6 +48,8 @@ class ExitStatus(IntEnum):
     """Not a model that can be loaded or converted, or an optimization that cannot help it."""
     PARITY_FAILED = 4
     """The new model was written but failed its parity check."""
+    CHECKS_FAILED = 5
+    """Manifests failed a validation or lint check (nothing was exported)."""
     CANCELLED = 130
     """Ctrl-C, as a shell reports SIGINT."""
 
@@ -76,17 +82,37 @@ class ModelLoadError(StudioError):
     exit_status = ExitStatus.NOT_LOADABLE
 
 
+Verdict = Literal["dangerous", "unnamed", "listed"]
+
+
+@dataclass(frozen=True)
+class TrustFinding:
+    """One thing a file would import or instantiate, with the studio's verdict on it: `dangerous`
+    (a known way to run programs or code, or to reach files or the network; `why` says which),
+    `unnamed` (something the scan cannot name, or a part of the file it could not read) or
+    `listed`."""
+
+    name: str
+    verdict: Verdict = "listed"
+    why: str = ""
+
+
 class TrustRequired(StudioError):
     """Loading this file would run code from it; the user has to say they trust it first.
 
-    `reasons` lists what the file would import or instantiate, so the person deciding can see it.
+    `reasons` lists what the file would import or instantiate, so the person deciding can see it;
+    `findings` holds the same with a verdict on each (plain `listed` ones when only reasons are
+    given).
     """
 
     exit_status = ExitStatus.NOT_LOADABLE
 
-    def __init__(self, message: str, hint: str | None = None, reasons: list[str] | None = None):
+    def __init__(self, message: str, hint: str | None = None, reasons: list[str] | None = None,
+                 findings: list[TrustFinding] | None = None):
         super().__init__(message, hint)
-        self.reasons = list(reasons or [])
+        self.findings = list(findings) if findings is not None else [
+            TrustFinding(reason) for reason in reasons or []]
+        self.reasons = list(reasons) if reasons is not None else [f.name for f in self.findings]
 
 
 class Cancelled(Exception):

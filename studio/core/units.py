@@ -1,9 +1,10 @@
-"""How figures are written: for people (sizes, measured figures, aligned tables) and for JSON
-(which has no NaN)."""
+"""How figures and text are written: for people (sizes, measured figures, aligned tables, text
+from a model file made safe to show) and for JSON (which has no NaN)."""
 
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Any
 
 
@@ -39,3 +40,14 @@ def finite_json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [finite_json(v) for v in value]
     return value
+
+
+def printable(text: object) -> str:
+    """`text` safe to show a person: control characters (terminal escapes, carriage returns,
+    newlines) and invisible format characters (right-to-left overrides) become visible escapes
+    such as \\x1b. A model file's metadata is written by whoever made the file: shown raw, it
+    could recolour a terminal, hide what precedes it or reorder what a reader sees."""
+    return "".join(
+        char if char == "\t" or unicodedata.category(char) not in ("Cc", "Cf")
+        else char.encode("unicode_escape").decode("ascii")
+        for char in str(text))

@@ -27,8 +27,10 @@ from PySide6.QtWidgets import (
 
 from studio import __version__
 from studio.core.model.artifact import ModelArtifact
+from studio.core.serve.runtimes.base import Deployment
 from studio.core.serve.runtimes.docker import EngineStatus, engine_status
 from studio.ui.pages.coming_soon_page import ComingSoonPage
+from studio.ui.pages.export_page import ExportPage
 from studio.ui.pages.load_page import LoadPage
 from studio.ui.pages.model_page import ModelPage
 from studio.ui.pages.monitor_page import MonitorPage
@@ -46,7 +48,6 @@ MODEL_FILTER = ("Models (*.onnx *.joblib *.pkl *.pickle *.skops *.json *.ubj *.t
 
 STAGES = [
     ("Compare", "Two model versions side by side, offline and live."),
-    ("Export", "Compose, Kubernetes and KServe manifests that pass validation."),
 ]
 
 
@@ -81,13 +82,12 @@ class MainWindow(QMainWindow):
         self.engine_checked.connect(self.serve_page.set_engine)
 
         self.probe_page = ProbePage(self.runner)
-        self.serve_page.deployment_ready.connect(lambda d: self.probe_page.set_url(d.url))
-
         self.load_page = LoadPage(self.runner)
-        self.serve_page.deployment_ready.connect(lambda d: self.load_page.set_url(d.url))
-
         self.monitor_page = MonitorPage(self.runner)
-        self.serve_page.deployment_ready.connect(self.monitor_page.attach)
+        self.serve_page.deployment_ready.connect(self._follow_deployment)
+
+        self.export_page = ExportPage(self.runner)
+        self.serve_page.deployment_ready.connect(self.export_page.follow_deployment)
 
         self.nav = QListWidget()
         self.nav.setObjectName("nav")
@@ -101,6 +101,7 @@ class MainWindow(QMainWindow):
         self._add_page("Monitor", self.monitor_page)
         for title, description in STAGES:
             self._add_page(title, ComingSoonPage(self.runner, title, description))
+        self._add_page("Export", self.export_page)
         self.nav.currentRowChanged.connect(self.pages.setCurrentIndex)
         self.nav.setCurrentRow(0)
 
@@ -245,6 +246,16 @@ class MainWindow(QMainWindow):
             self.serve_page.reference.setText(str(self.demo_reference))  # drift works out of the box
         self.current_changed.emit(artifact)
 
+    def _follow_deployment(self, deployment: Deployment) -> None:
+        """The pages that talk to a served model talk to the one the Serve page just started,
+        with the key it checks (if any)."""
+        key = self.serve_page.served_key()
+        for page in (self.probe_page, self.load_page, self.monitor_page):
+            page.server.api_key.setText(key or "")
+        self.probe_page.set_url(deployment.url)
+        self.load_page.set_url(deployment.url)
+        self.monitor_page.attach(deployment)
+
     def show_log(self) -> None:
         self.log_dock.show()
         self.log_dock.raise_()
@@ -294,6 +305,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.engine_timer.stop()
         self.serve_page.shutdown()
+        self.export_page.shutdown()
         self.runner.shutdown()
         self.log_view.detach()
         super().closeEvent(event)

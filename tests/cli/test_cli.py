@@ -111,3 +111,54 @@ def test_verbose_adds_the_details(tmp_path):
     result = slipway("-v", "inspect", noise)
     assert result.returncode == 3
     assert len(result.stderr.splitlines()) > 1
+
+
+# --- what a model file says is shown, never obeyed --------------------------------------------
+
+@pytest.fixture
+def escaping_onnx(tmp_path):
+    """SqueezeNet whose producer name and a metadata property carry terminal escapes."""
+    model = onnx.load(SQUEEZENET)
+    model.producer_name = "exporter\x1b[2J\x1b[31mRED"
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "author", "me\rYOU \u202etxt.exe"
+    path = tmp_path / "escaping.onnx"
+    onnx.save_model(model, path)
+    return path
+
+
+def test_inspect_shows_control_characters_as_escapes(escaping_onnx):
+    result = slipway("inspect", escaping_onnx)
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout
+    assert "\u202e" not in result.stdout
+    assert "exporter\\x1b[2J\\x1b[31mRED" in result.stdout
+    assert "author: me\\rYOU \\u202etxt.exe" in result.stdout
+
+
+# --- the last resort: no traceback ever reaches a person ------------------------------------------
+
+@pytest.mark.parametrize("raised, words", [
+    (RuntimeError("the model zoo exploded\nwith a long story below"),
+     "stopped on an unexpected RuntimeError: the model zoo exploded. This is a bug"),
+    (MemoryError(), "ran out of memory"),
+])
+def test_an_unexpected_error_is_one_line_with_the_details_in_a_log(monkeypatch, capsys, tmp_path,
+                                                                   raised, words):
+    from studio import cli
+    from studio.core.model import artifact
+
+    def fail(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(artifact, "load", fail)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    status = cli.main(["inspect", str(SQUEEZENET)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.count("\n") == 1 and err.startswith("slipway: error: ") and words in err
+    assert "Traceback" not in err
+    if isinstance(raised, RuntimeError):
+        log = tmp_path / "slipway-studio" / "logs" / "cli.log"
+        assert str(log) in err
+        assert "Traceback" in log.read_text() and "with a long story below" in log.read_text()

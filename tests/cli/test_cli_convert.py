@@ -182,3 +182,54 @@ def test_optimize_that_cannot_help_exits_3_with_its_report(converted, folder):
     assert not report.applicable and report.output_path is None and report.parity is None
     assert report.note.startswith("Nothing to quantize")
     assert not (folder / "no.onnx").exists()
+
+
+# --- what is written, and over what --------------------------------------------------------------
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB filesystem (tmpfs, mounted as root; CI runs as root) holding a previous model."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_full_disk_is_said_as_such_and_keeps_the_previous_output(full_disk, wide_mlp):
+    previous = full_disk / "mlp.onnx"
+    previous.write_bytes(b"the model that was here before")
+    result = slipway("convert", wide_mlp.path, "--trust", "-o", previous)
+    no_traceback(result)
+    assert result.returncode == 1
+    assert result.stderr.startswith("slipway: error: Slipway could not write 'mlp.onnx': "
+                                    "No space left on device.")
+    assert "Free some space" in result.stderr and "model's own code" not in result.stderr
+    assert previous.read_bytes() == b"the model that was here before"
+    assert [p.name for p in full_disk.iterdir()] == ["mlp.onnx"]  # no partial file left
+
+
+def test_optimizing_a_model_onto_itself_is_refused_and_leaves_it_as_it_was(converted, folder):
+    source = folder / "mlp.onnx"
+    before = source.read_bytes()
+    result = slipway("optimize", source, "--int8", "-o", source)
+    no_traceback(result)
+    assert result.returncode == 1
+    assert "'mlp.onnx' is the model it would be made from" in result.stderr
+    assert source.read_bytes() == before
+
+
+def test_converting_a_model_onto_itself_is_refused(tmp_path, sklearn_models):
+    model = tmp_path / "model.joblib"
+    model.write_bytes(sklearn_models["logreg_iris"].path.read_bytes())
+    before = model.read_bytes()
+    result = slipway("convert", model, "--trust", "-o", tmp_path / "." / "model.joblib")
+    no_traceback(result)
+    assert result.returncode == 1
+    assert "'model.joblib' is the model it would be made from" in result.stderr
+    assert model.read_bytes() == before

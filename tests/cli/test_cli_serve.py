@@ -94,16 +94,72 @@ def test_serve_with_docker_and_no_engine_says_what_to_do(tmp_path):
     assert "process runtime" in result.stderr
 
 
+def test_a_version_that_is_not_a_plain_word_is_refused_and_nothing_is_built(tmp_path):
+    # A newline here once became a RUN line of its own in the Dockerfile.
+    result = slipway("build", DEMO_MODEL, "--model-version", "1\nRUN touch /pwned",
+                     env={"XDG_CACHE_HOME": str(tmp_path)})
+    assert result.returncode == 1
+    assert "cannot be the model's version: a version is 1 to 64 letters, digits, '.', '_', '-' " \
+        "and '+'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "slipway-studio" / "work").exists()
+
+
+def test_serve_refuses_an_api_key_variable_that_is_not_set(tmp_path):
+    environment = {k: v for k, v in os.environ.items() if k != "SLIPWAY_TEST_CLI_KEY"}
+    result = subprocess.run(
+        [sys.executable, "-m", "studio.cli", "serve", str(DEMO_MODEL), "--runtime", "process",
+         "--api-key-env", "SLIPWAY_TEST_CLI_KEY"], capture_output=True, text=True, timeout=120,
+        env={**environment, "XDG_CACHE_HOME": str(tmp_path)})
+    assert result.returncode == 1
+    assert "SLIPWAY_TEST_CLI_KEY is not set" in result.stderr
+    assert "export SLIPWAY_TEST_CLI_KEY=" in result.stderr
+    assert not (tmp_path / "slipway-studio" / "work").exists()
+
+
+def test_protect_metrics_puts_metrics_behind_the_api_key():
+    import httpx
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "studio.cli", "serve", str(DEMO_MODEL), "--runtime", "process",
+         "--port", str(port), "--api-key-env", "SLIPWAY_TEST_CLI_KEY", "--protect-metrics"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "SLIPWAY_TEST_CLI_KEY": "metrics-key"})
+    try:
+        assert "is ready at" in server.stdout.readline(), server.stderr.read()
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        assert httpx.get(metrics).status_code == 401
+        keyed = httpx.get(metrics, headers={"Authorization": "Bearer metrics-key"})
+        assert keyed.status_code == 200 and "slipway_requests_total" in keyed.text
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+
+
+def test_protect_metrics_without_a_key_is_refused():
+    result = slipway("serve", DEMO_MODEL, "--runtime", "process", "--protect-metrics")
+    assert result.returncode == 1
+    assert "Protecting /metrics needs an API key" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def built_demo(base_image):
+    """`slipway build` of the demo model, as a person runs it."""
+    tag = "slipway-test/cli-build:1"
+    result = slipway("build", DEMO_MODEL, "--tag", tag, "--base-image", base_image, timeout=600)
+    return tag, result
+
+
 @pytest.mark.docker
 @pytest.mark.needs_base_image
-def test_build_makes_a_tagged_image(base_image):
+def test_build_makes_a_tagged_image(built_demo):
     import docker
 
-    result = slipway("build", DEMO_MODEL, "--tag", "slipway-test/cli-build:1", "--base-image",
-                     base_image, timeout=600)
+    tag, result = built_demo
     assert result.returncode == 0, result.stderr[-2000:]
-    tag, image_id = result.stdout.split()
-    assert tag == "slipway-test/cli-build:1"
+    printed_tag, image_id = result.stdout.split()
+    assert printed_tag == tag
     assert "Successfully built" in result.stderr
     image = docker.from_env().images.get(tag)
     assert image.id == image_id
@@ -111,25 +167,42 @@ def test_build_makes_a_tagged_image(base_image):
 
 
 @pytest.mark.docker
-def test_containers_lists_and_cleans_up_what_the_studio_started():
+@pytest.mark.needs_base_image
+def test_containers_lists_and_cleans_up_only_what_this_installation_started(
+        built_demo, tmp_path, monkeypatch):
     import docker
 
+    from studio.core.serve.runtimes.docker import DockerRuntime
+
+    tag, result = built_demo
+    assert result.returncode == 0, result.stderr[-2000:]
+    # A fresh installation of the studio: its own data folder, so its own id.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    installation = {"XDG_DATA_HOME": str(tmp_path / "data")}
     client = docker.from_env()
-    image = client.images.list(filters={"label": "io.slipway.managed=true"})
-    if not image:
-        pytest.skip("no studio-built image on this engine yet")
-    container = client.containers.create(image[0].id, labels={
-        "io.slipway.managed": "true", "io.slipway.model.name": "listed"},
-        name="slipway-listed-test")
+    by_hand = subprocess.run(["docker", "run", "-d", "--name", "slipway-by-hand-test", tag],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    started = DockerRuntime().run(tag, "listed", ready_timeout=120)
     try:
-        listed = slipway("containers")
+        listed = slipway("containers", env=installation)
         assert listed.returncode == 0, listed.stderr
-        assert "slipway-listed-test" in listed.stdout and "listed" in listed.stdout
-        cleaned = slipway("containers", "--clean")
-        assert cleaned.returncode == 0 and "Removed" in cleaned.stdout
-        assert "slipway-listed-test" not in [c.name for c in client.containers.list(all=True)]
+        assert started.container.name in listed.stdout and "listed" in listed.stdout
+        assert "slipway-by-hand-test" not in listed.stdout
+        cleaned = slipway("containers", "--clean", env=installation)
+        assert cleaned.returncode == 0 and "Removed 1 container(s)." in cleaned.stdout
+        remaining = [c.id for c in client.containers.list(all=True)]
+        assert started.container.id not in remaining
+        assert by_hand in remaining, "a container started by hand survives the clean-up"
     finally:
-        try:
-            container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
+        started.stop(timeout=2)
+        client.containers.get(by_hand).remove(force=True)
+
+
+@pytest.mark.docker
+def test_containers_says_so_when_the_installation_id_cannot_be_kept(tmp_path):
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("a file where the data folder should be")
+    result = slipway("containers", env={"XDG_DATA_HOME": str(not_a_folder)})
+    assert result.returncode == 1
+    assert "The studio cannot keep its installation id in" in result.stderr
+    assert "XDG_DATA_HOME" in result.stderr and "Traceback" not in result.stderr

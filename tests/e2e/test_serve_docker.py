@@ -1,17 +1,22 @@
 """The Docker runtime with the real engine: build, run, answer, stop, clean up, fail clearly."""
 
+import subprocess
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from serving_checks import SQUEEZENET, iris_row, onnx_answer, squeezenet_answers
 
 from studio.core.model.artifact import load
 from studio.core.optimize.convert import convert
-from studio.core.serve.bundle import ImageOptions, write_bundle
+from studio.core.serve.bundle import ImageOptions, ServingOptions, write_bundle
 from studio.core.serve.client import ModelClient
 from studio.core.serve.deploy import DeployOptions, deploy
 from studio.core.serve.runtimes.base import DeploymentError
-from studio.core.serve.runtimes.docker import MANAGED_LABEL, DockerRuntime
+from studio.core.serve.runtimes.docker import INSTALLATION_LABEL, MANAGED_LABEL, DockerRuntime
 from studio.core.tasks import Progress
+from studio.core.workspace import installation_id
 
 pytestmark = [pytest.mark.docker, pytest.mark.needs_base_image]
 
@@ -64,6 +69,65 @@ def test_the_studio_lists_and_cleans_up_its_containers(iris_container):
     deployment, _ = iris_container
     runtime = DockerRuntime()
     assert deployment.container.id in [c.id for c in runtime.managed()]
+    assert deployment.container.labels[INSTALLATION_LABEL] == installation_id()
+
+
+def test_the_container_runs_hardened_and_still_answers(iris_container):
+    deployment, _ = iris_container
+    deployment.container.reload()
+    host = deployment.container.attrs["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert "/tmp" in host["Tmpfs"]
+    assert host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["PidsLimit"] > 0
+    assert deployment.container.attrs["Config"]["User"] == "10001:10001"
+    assert [b["HostIp"] for b in host["PortBindings"]["8000/tcp"]] == ["127.0.0.1"]
+    with ModelClient(deployment.url) as client:
+        assert client.ready()
+        assert client.request("GET", "/metrics").status == 200
+    # Nothing in the server's start complains of the read-only root (ONNX Runtime's state file).
+    assert "Failed to persist" not in deployment.logs()
+
+
+KEY_VARIABLE = "SLIPWAY_TEST_CONTAINER_KEY"
+
+
+def image_holds(tag: str, secret: str) -> list[str]:
+    """Where in the image (its config, history or any layer's files) the secret appears."""
+    found = []
+    for command in (["docker", "image", "inspect", tag], ["docker", "history", "--no-trunc", tag]):
+        if secret in subprocess.run(command, capture_output=True, text=True, check=True).stdout:
+            found.append(" ".join(command[:2]))
+    needle, tail = secret.encode(), b""
+    with subprocess.Popen(["docker", "save", tag], stdout=subprocess.PIPE) as save:
+        for chunk in iter(lambda: save.stdout.read(1 << 20), b""):
+            if needle in tail + chunk:
+                found.append("docker save")
+                break
+            tail = chunk[-len(needle):]
+    return found
+
+
+def test_the_api_key_reaches_the_container_and_never_the_image(iris_artifact, sklearn_models,
+                                                               base_image, monkeypatch):
+    key = f"container-key-{uuid.uuid4().hex}"
+    monkeypatch.setenv(KEY_VARIABLE, key)
+    deployment = deploy(iris_artifact, DeployOptions(
+        runtime="docker", tag="slipway-test/iris-keyed:1", image=ImageOptions(base_image=base_image),
+        serving=ServingOptions(api_key_env=KEY_VARIABLE)))
+    try:
+        features, _ = iris_row(sklearn_models["logreg_iris"])
+        with ModelClient(deployment.url) as anonymous:
+            assert anonymous.predict({"features": features}).status == 401
+        with ModelClient(deployment.url, api_key=key) as keyed:
+            reply = keyed.predict({"features": features})
+            assert reply.status == 200, reply.body
+        assert not [f for f in deployment.bundle_path.rglob("*")
+                    if f.is_file() and key.encode() in f.read_bytes()], "in the build context"
+        assert image_holds("slipway-test/iris-keyed:1", key) == []
+    finally:
+        deployment.stop()
 
 
 def test_an_image_model_serves_v2_in_a_container(base_image):
@@ -115,3 +179,14 @@ def test_a_container_that_exits_at_start_is_reported_with_its_log(iris_artifact,
     assert "exited with status" in caught.value.message
     assert "sha256" in caught.value.detail
     assert not [c for c in runtime.managed() if c.labels.get("io.slipway.model.name") == "exits"]
+
+
+def test_stopping_a_container_waits_for_the_servers_pause_and_drain(iris_artifact, base_image):
+    # The pause outlasts the 10 s a stop used to allow: killed, the container would exit 137.
+    deployment = deploy(iris_artifact, DeployOptions(
+        runtime="docker", tag="slipway-test/iris-pause:1", image=ImageOptions(base_image=base_image),
+        serving=ServingOptions(ready_pause_s=12.0)))
+    with ThreadPoolExecutor(1) as pool:
+        exited = pool.submit(deployment.container.wait)
+        deployment.stop()
+        assert exited.result(timeout=120)["StatusCode"] == 0

@@ -226,6 +226,15 @@ class Gate:
             assert time.monotonic() < deadline, f"{app.metrics.inflight} in flight, not {count}"
             await anyio.sleep(0.002)
 
+    async def wait_for_inferences(self, app: Any, count: int, timeout: float = 5.0) -> None:
+        """Until `count` requests hold an inference slot (queued for the model or in it)."""
+        import anyio
+
+        deadline = time.monotonic() + timeout
+        while app.inferring < count:
+            assert time.monotonic() < deadline, f"{app.inferring} inferring, not {count}"
+            await anyio.sleep(0.002)
+
     async def wait_for_calls(self, count: int, timeout: float = 5.0) -> None:
         import anyio
 

@@ -237,11 +237,51 @@ async def test_api_key(iris_logreg, monkeypatch):
         assert set(document["components"]["securitySchemes"]) == {"bearer", "apiKey"}
 
 
-async def test_api_key_variable_not_set_means_no_auth(iris_logreg, monkeypatch):
-    monkeypatch.delenv("IRIS_KEY", raising=False)
-    async with iris_logreg.serve(auth={"api_key_env": "IRIS_KEY"}) as (_app, client):
-        response = await client.post("/predict", json={"features": iris_logreg.X[0].tolist()})
-        assert response.status_code == 200
+@pytest.mark.parametrize("protect", [False, True])
+async def test_metrics_open_to_scrapers_unless_protected(iris_logreg, monkeypatch, protect):
+    """/metrics shows feature histograms, label counts and the model's sha256: open by default
+    for Prometheus, behind the API key with auth.protect_metrics."""
+    monkeypatch.setenv("IRIS_KEY", "s3cret")
+    auth = {"api_key_env": "IRIS_KEY", "protect_metrics": protect}
+    async with iris_logreg.serve(auth=auth) as (_app, client):
+        anonymous = await client.get("/metrics")
+        if protect:
+            assert anonymous.status_code == 401
+            assert anonymous.json() == {"error": "missing or wrong API key: send 'Authorization: "
+                                                 "Bearer <key>' or 'X-API-Key: <key>'"}
+            assert anonymous.headers["www-authenticate"] == "Bearer"
+            assert (await client.get("/metrics", headers={"X-API-Key": "nope"})).status_code == 401
+        else:
+            assert anonymous.status_code == 200
+            assert "slipway_model_info" in anonymous.text
+        for headers in ({"Authorization": "Bearer s3cret"}, {"X-API-Key": "s3cret"}):
+            scraped = await client.get("/metrics", headers=headers)
+            assert scraped.status_code == 200 and "slipway_model_info" in scraped.text
+        for path in ("/health", "/ready", "/v2/health/live", "/v2/health/ready"):
+            assert (await client.get(path)).status_code == 200, path
+        document = (await client.get("/openapi.json", headers={"X-API-Key": "s3cret"})).json()
+    metrics = document["paths"]["/metrics"]["get"]
+    assert metrics["security"] == ([{"bearer": []}, {"apiKey": []}] if protect else [])
+    assert ("401" in metrics["responses"]) == protect
+
+
+@pytest.mark.parametrize("value", [None, ""])
+async def test_api_key_variable_not_set_or_empty_refuses_to_start(iris_logreg, monkeypatch,
+                                                                  value):
+    """Told to require a key it cannot read, the server does not serve without one."""
+    from slipway_server import StartupError
+
+    if value is None:
+        monkeypatch.delenv("IRIS_KEY", raising=False)
+    else:
+        monkeypatch.setenv("IRIS_KEY", value)
+    with pytest.raises(StartupError) as error:
+        async with iris_logreg.serve(auth={"api_key_env": "IRIS_KEY"}):
+            pass
+    state = "is not set" if value is None else "is empty"
+    assert str(error.value) == (f"serving.json: 'auth.api_key_env' names IRIS_KEY, which {state}: "
+                                "set it to the API key, or make 'auth.api_key_env' null to serve "
+                                "without one")
 
 
 async def test_overload_gives_503_with_retry_after(iris_logreg, gate):
@@ -258,7 +298,7 @@ async def test_overload_gives_503_with_retry_after(iris_logreg, gate):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(predict)
             tasks.start_soon(predict)
-            await gate.wait_for_inflight(app, 2)
+            await gate.wait_for_inferences(app, 2)  # slots are taken once the body is read
             refused = await client.post("/predict", json={"features": row})
             assert refused.status_code == 503
             assert refused.headers["retry-after"] == "1"

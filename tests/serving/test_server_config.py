@@ -22,6 +22,25 @@ def test_defaults_for_a_minimal_config(tmp_path, iris_logreg):
             settings.limits.max_concurrency) == (1048576, 1024, 512)
     assert settings.api_key_env is None and settings.api_key is None
     assert settings.threads == 1 and settings.reference is None and settings.schema is None
+    assert settings.protect_metrics is False
+    limits = settings.limits
+    assert (limits.max_connections, limits.max_header_bytes, limits.header_timeout_s,
+            limits.body_timeout_s, limits.keep_alive_timeout_s) == (2048, 65536, 10.0, 20.0, 5.0)
+    assert (settings.shutdown.ready_pause_s, settings.shutdown.drain_timeout_s) == (0.5, 30.0)
+
+
+def test_the_connection_and_shutdown_keys_are_read(tmp_path, iris_logreg, monkeypatch):
+    monkeypatch.setenv("IRIS_KEY", "k")
+    settings = settings_from_dict({
+        "limits": {"max_connections": 100, "max_header_bytes": 4096, "header_timeout_s": 2.5,
+                   "body_timeout_s": 7, "keep_alive_timeout_s": 1},
+        "auth": {"api_key_env": "IRIS_KEY", "protect_metrics": True},
+        "shutdown": {"ready_pause_s": 5, "drain_timeout_s": 12.5}}, tmp_path)
+    limits = settings.limits
+    assert (limits.max_connections, limits.max_header_bytes, limits.header_timeout_s,
+            limits.body_timeout_s, limits.keep_alive_timeout_s) == (100, 4096, 2.5, 7.0, 1.0)
+    assert (settings.api_key, settings.protect_metrics) == ("k", True)
+    assert (settings.shutdown.ready_pause_s, settings.shutdown.drain_timeout_s) == (5.0, 12.5)
 
 
 def test_model_file_is_relative_to_the_config(tmp_path, iris_logreg):
@@ -53,6 +72,26 @@ def test_without_a_schema_the_features_come_from_the_model(iris_logreg):
     ('{"auth": {"api_key_env": ""}}',
      ("serving.json: 'auth.api_key_env' must be the name of an environment variable or null, "
      "got ''")),
+    ('{"auth": {"protect_metrics": true}}',
+     ("serving.json: 'auth.protect_metrics' needs 'auth.api_key_env': /metrics can only be "
+      "protected by the API key")),
+    ('{"auth": {"api_key_env": "HOME", "protect_metrics": "yes"}}',
+     "serving.json: 'auth.protect_metrics' must be true or false, got 'yes'"),
+    ('{"limits": {"header_timeout_s": 0}}',
+     "serving.json: 'limits.header_timeout_s' must be a number > 0, got 0"),
+    ('{"limits": {"body_timeout_s": "10s"}}',
+     "serving.json: 'limits.body_timeout_s' must be a number > 0, got '10s'"),
+    ('{"limits": {"keep_alive_timeout_s": -1}}',
+     "serving.json: 'limits.keep_alive_timeout_s' must be a number > 0, got -1"),
+    ('{"limits": {"max_header_bytes": 100}}',
+     "serving.json: 'limits.max_header_bytes' must be an integer >= 1024, got 100"),
+    ('{"limits": {"max_connections": 0}}',
+     "serving.json: 'limits.max_connections' must be an integer >= 1, got 0"),
+    ('{"shutdown": {"ready_pause_s": -0.5}}',
+     "serving.json: 'shutdown.ready_pause_s' must be a number >= 0, got -0.5"),
+    ('{"shutdown": {"drain_timeout_s": true}}',
+     "serving.json: 'shutdown.drain_timeout_s' must be a number >= 0, got True"),
+    ('{"shutdown": []}', "serving.json: 'shutdown' must be an object, got list"),
 ])
 def test_bad_configs(tmp_path, text, message):
     config = tmp_path / "serving.json"

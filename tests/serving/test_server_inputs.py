@@ -3,6 +3,9 @@ server keeps serving afterwards."""
 
 from __future__ import annotations
 
+import json
+import random
+
 import pytest
 
 pytestmark = pytest.mark.anyio
@@ -125,6 +128,7 @@ async def test_bad_batches(iris_client):
     assert (await client.post("/predict/batch", json={"instances": [GOOD] * 8})).status_code == 200
 
 
+GOOD_V2 = [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": GOOD}]
 V2_CASES = {
     "no inputs": ({}, "'inputs' must be a non-empty list of tensors"),
     "inputs not a list": ({"inputs": {"name": "input"}},
@@ -165,6 +169,40 @@ V2_CASES = {
                        "unknown output 'scores' (the model gives: label, probabilities)"),
     "input twice": ({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
                                  "data": GOOD}] * 2}, "input 'input' is given twice"),
+    "output name a list": ({"inputs": GOOD_V2, "outputs": [{"name": ["label"]}]},
+                           "outputs[0]: 'name' must be the name of an output, got array (the "
+                           "model gives: label, probabilities)"),
+    "output name an object": ({"inputs": GOOD_V2, "outputs": [{"name": {}}]},
+                              "outputs[0]: 'name' must be the name of an output, got object (the "
+                              "model gives: label, probabilities)"),
+    "output without a name": ({"inputs": GOOD_V2, "outputs": [{"name": "label"}, {}]},
+                              "outputs[1]: 'name' must be the name of an output, got null (the "
+                              "model gives: label, probabilities)"),
+    "output not an object": ({"inputs": GOOD_V2, "outputs": ["label"]},
+                             "outputs[0] must be an object with a 'name', got string"),
+    "outputs not a list": ({"inputs": GOOD_V2, "outputs": {"name": "label"}},
+                           "'outputs' must be a non-empty list of {\"name\": ...}, got object"),
+    "outputs empty": ({"inputs": GOOD_V2, "outputs": []},
+                      "'outputs' must be a non-empty list of {\"name\": ...}, got array"),
+    "output twice": ({"inputs": GOOD_V2, "outputs": [{"name": "label"}, {"name": "label"}]},
+                     "output 'label' is asked for twice"),
+    "input name not a string": ({"inputs": [{**GOOD_V2[0], "name": ["input"]}]},
+                                "unknown input ['input'] (the model takes: input)"),
+    "shape of booleans": ({"inputs": [{**GOOD_V2[0], "shape": [True, 4]}]},
+                          ("input 'input': 'shape' must be a list of non-negative integers, got "
+                           "[True, 4]")),
+    "shape not a list": ({"inputs": [{**GOOD_V2[0], "shape": {"rows": 1}}]},
+                         ("input 'input': 'shape' must be a list of non-negative integers, got "
+                          "{'rows': 1}")),
+    "datatype a list": ({"inputs": [{**GOOD_V2[0], "datatype": ["FP32"]}]},
+                        "input 'input' has datatype ['FP32'], the model takes FP32"),
+    "uneven nested data": ({"inputs": [{**GOOD_V2[0], "data": [[5.1, 3.5], [1.4]]}]},
+                           "input 'input' has 3 values, but shape [1, 4] needs 4"),
+    "objects in data": ({"inputs": [{**GOOD_V2[0], "data": [{"v": 5.1}, 3.5, 1.4, 0.2]}]},
+                        "input 'input' is FP32: every value must be a number, got object"),
+    "a huge shape": ({"inputs": [{**GOOD_V2[0], "shape": [10 ** 12, 4]}]},
+                     "input 'input' has 4 values, but shape [1000000000000, 4] needs "
+                     "4000000000000"),
 }
 
 
@@ -224,3 +262,112 @@ async def test_onnxruntime_errors_are_422_and_only_hit_their_request(mixed_model
             "first": 200, "a": 200, "bad": 422, "b": 200}
         assert responses["bad"].json() == {"error": message}
         assert (await client.post("/predict", json={"features": good})).status_code == 200
+
+
+HUGE = [3.4e38, 3.4e38, -3.4e38, 3.4e38]  # float32, but far past anything iris was trained on
+NOT_FINITE = ("the model's output '{output}' is NaN or infinite {where}, which JSON cannot carry: "
+              "the input is probably far outside the values the model was trained on")
+
+
+async def test_outputs_that_are_not_finite_are_a_422_naming_output_and_row(iris_client, regressor):
+    _app, client = iris_client
+    message = NOT_FINITE.format(output="probabilities", where="for this input")
+    await _expect(await client.post("/predict", json={"features": HUGE}), 422, message)
+    await _expect(await client.post("/v2/models/iris/infer", json={"inputs": [
+        {"name": "input", "shape": [1, 4], "datatype": "FP32", "data": HUGE}]}), 422, message)
+    await _expect(await client.post("/predict/batch", json={"instances": [GOOD, HUGE, GOOD]}),
+                  422, NOT_FINITE.format(output="probabilities",
+                                         where="for row 1 (counting from 0)"))
+    assert (await client.post("/predict/batch", json={"instances": [GOOD] * 3})).status_code == 200
+    async with regressor.serve() as (_app, ridge):
+        await _expect(await ridge.post("/predict", json={"features": HUGE[:3]}), 422,
+                      NOT_FINITE.format(output="variable", where="for this input"))
+
+
+async def test_a_request_with_non_finite_outputs_does_not_spoil_its_micro_batch(iris_logreg, gate):
+    async with iris_logreg.serve(batching={"max_wait_ms": 50}) as (app, client):
+        import anyio
+
+        gate.install(app)
+        responses = {}
+
+        async def predict(key, row):
+            responses[key] = await client.post("/predict", json={"features": row})
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(predict, "first", GOOD)
+            await gate.wait_for_calls(1)  # the first request holds the model; the rest queue
+            for key, row in (("a", GOOD), ("huge", HUGE), ("b", GOOD)):
+                tasks.start_soon(predict, key, row)
+            await gate.wait_for_inflight(app, 4)
+            gate.open()
+        assert {k: r.status_code for k, r in responses.items()} == {
+            "first": 200, "a": 200, "huge": 422, "b": 200}
+        assert responses["a"].json()["label"] == "setosa"
+
+
+async def test_an_unexpected_error_is_logged_and_answered_without_its_text(iris_client, caplog):
+    """A bug (here, one injected into the answer's formatting) gives a 500 whose body says
+    nothing of the server's insides; the traceback goes to the log."""
+    app, client = iris_client
+
+    def broken(outputs, rows):
+        raise RuntimeError("secret detail at /opt/venv/lib/model.py")
+
+    app.model.predictions = broken
+    with caplog.at_level("ERROR", logger="slipway"):
+        response = await client.post("/predict", json={"features": GOOD})
+    await _expect(response, 500, "internal error: the server could not answer this request; its "
+                                 "log says why")
+    assert "secret" not in response.text
+    assert "error serving POST /predict" in caplog.text
+    assert "RuntimeError: secret detail at /opt/venv/lib/model.py" in caplog.text
+
+
+def _mutations(document, rng, pool):
+    """`document` with one node replaced by a value from `pool`, or one key dropped."""
+    mutated = json.loads(json.dumps(document))
+    parents = [(None, None, mutated)]
+    stack = [mutated]
+    while stack:
+        node = stack.pop()
+        children = node.items() if isinstance(node, dict) else enumerate(node) \
+            if isinstance(node, list) else ()
+        for key, child in children:
+            parents.append((node, key, child))
+            stack.append(child)
+    parent, key, _ = rng.choice(parents[1:])
+    if isinstance(parent, dict) and rng.random() < 0.2:
+        del parent[key]
+    else:
+        parent[key] = rng.choice(pool)
+    return mutated
+
+
+async def test_fuzzed_requests_get_4xx_json_never_5xx(iris_client):
+    """Valid bodies of every route with one node changed at random: each answer is a 200 or a
+    4xx with {"error": "..."}, and the server keeps serving."""
+    _app, client = iris_client
+    rng = random.Random(20261201)
+    pool = [None, True, False, 0, -1, 1.5, 3.4e38, -3.4e38, 2 ** 64, -2 ** 63, 1e-45, "", "x",
+            "FP32", "input", "label", [], {}, [[]], [[[[1.0]]]], [None], {"name": []},
+            {"name": {}}, [{"name": "label"}], [1.0] * 5, ["a"] * 4, {"a": {"b": [1, {"c": 2}]}},
+            "\u0000\ud7ff", -0.0, [True, 4], [1, -4]]
+    documents = {
+        "/predict": {"features": dict(zip(("sepal_length", "sepal_width", "petal_length",
+                                           "petal_width"), GOOD))},
+        "/predict/batch": {"instances": [GOOD, GOOD]},
+        "/v2/models/iris/infer": {"id": "r1", "inputs": GOOD_V2,
+                                  "outputs": [{"name": "label"}, {"name": "probabilities"}],
+                                  "parameters": {}},
+    }
+    for _ in range(400):
+        route = rng.choice(list(documents))
+        body = _mutations(documents[route], rng, pool)
+        response = await client.post(route, json=body)
+        assert response.status_code < 500, (route, body, response.text)
+        if response.status_code != 200:
+            assert 400 <= response.status_code < 500, (route, body, response.text)
+            error = response.json()["error"]
+            assert isinstance(error, str) and error, (route, body, response.text)
+    assert (await client.post("/predict", json={"features": GOOD})).status_code == 200

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import html
+from html.parser import HTMLParser
+
 import pytest
 from openapi_spec_validator import validate
+from server_helpers import IRIS_FEATURES
 
 pytestmark = pytest.mark.anyio
 
@@ -83,13 +87,66 @@ async def test_document_with_api_key_declares_security(iris_logreg, monkeypatch)
     assert "401" in document["paths"]["/predict"]["post"]["responses"]
 
 
-async def test_docs_page_loads_swagger_ui(iris_logreg):
-    async with iris_logreg.serve() as (_app, client):
-        response = await client.get("/docs")
+class _References(HTMLParser):
+    """Every tag and every attribute that could make a browser fetch or run something."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: set[str] = set()
+        self.references: list[str] = []
+        self.anchors: set[str] = set()
+        self.styles: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        for name, value in attrs:
+            if name in ("href", "src", "action", "srcset", "data", "poster", "formaction"):
+                self.references.append(value)
+            if name == "id":
+                self.anchors.add(value)
+            if name == "style" or name.startswith("on"):
+                self.styles.append(f"{name}={value}")
+
+    def handle_data(self, data):
+        if "style" in self.tags:
+            self.styles.append(data)
+
+
+@pytest.mark.parametrize("key", [None, "k"])
+async def test_docs_page_is_self_contained_and_lists_every_route(iris_logreg, monkeypatch, key):
+    """/docs works with no network: the server renders it from its own document, and it loads
+    nothing from anywhere (no script, no stylesheet link, no image), which its CSP also forbids."""
+    if key:
+        monkeypatch.setenv("IRIS_KEY", key)
+    async with iris_logreg.serve(auth={"api_key_env": "IRIS_KEY" if key else None}) \
+            as (_app, client):
+        headers = {"X-API-Key": key} if key else {}
+        response = await client.get("/docs", headers=headers)
+        document = (await client.get("/openapi.json", headers=headers)).json()
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.headers["content-security-policy"].startswith("default-src 'none';")
     page = response.text
-    assert "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js" in page
-    assert "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css" in page
-    assert "url: 'openapi.json'" in page
-    assert "<title>iris 1 - Swagger UI</title>" in page
+    parsed = _References()
+    parsed.feed(page)
+    assert not parsed.tags & {"script", "link", "img", "iframe", "object", "embed", "form",
+                              "base", "svg", "video", "audio", "source"}, parsed.tags
+    # Links go to the page's own sections, or to the document beside it.
+    for reference in parsed.references:
+        assert reference == "openapi.json" or (
+            reference.startswith("#") and reference[1:] in parsed.anchors), reference
+    assert not any(("url(" in style or "@import" in style or style.startswith("on"))
+                   for style in parsed.styles)
+    assert "<title>iris 1 - API reference</title>" in page
+    for path, item in document["paths"].items():
+        for method in item:
+            assert f'<span class="method">{method}</span> <code>{html.escape(path)}</code>' in page
+    for name in document["components"]["schemas"]:
+        assert f'id="schema-{name}"' in page
+    for feature in IRIS_FEATURES:
+        assert f"<td><code>{feature}</code></td>" in page
+    authorization = '-H "Authorization: Bearer $API_KEY" ' if key else ""
+    assert html.escape(f'curl -X POST "$URL/predict" {authorization}-H \'Content-Type: '
+                       'application/json\' -d \'{"features":[5.84,3.06,3.76,1.2]}\'') in page
+    assert ("Authorization: Bearer $API_KEY" in html.unescape(page)) == bool(key)
+    assert ("need <code>Authorization: Bearer &lt;key&gt;</code>" in page) == bool(key)

@@ -4,54 +4,23 @@ SIGTERM; a startup problem is one line on stderr and a non-zero status."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
-from server_helpers import SERVER_DIR
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start(config: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "slipway_server", "--config", str(config), "--host", "127.0.0.1",
-         "--port", str(port)],
-        env={**os.environ, **(env or {}), "PYTHONPATH": str(SERVER_DIR)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_ready(process: subprocess.Popen, url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()[1]
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("the server did not become ready")
+from server_helpers import free_port, start_server, wait_ready
 
 
 def test_serves_and_drains_on_sigterm(tmp_path, iris_logreg):
     config = tmp_path / "serving.json"
     config.write_text(json.dumps(iris_logreg.with_config(model_file=str(iris_logreg.path))))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = _start(config, port)
+    process = start_server(config, port)
     try:
-        _wait_ready(process, url)
+        wait_ready(process, url)
         with httpx.Client(base_url=url) as client:
             response = client.post("/predict", json={"features": [5.1, 3.5, 1.4, 0.2]})
             assert response.status_code == 200
@@ -75,9 +44,9 @@ def test_sigterm_lets_an_in_flight_request_finish(tmp_path, iris_logreg):
     listening, answers it, then exits 0."""
     config = tmp_path / "serving.json"
     config.write_text(json.dumps(iris_logreg.with_config(model_file=str(iris_logreg.path))))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    process = _start(config, port)
+    process = start_server(config, port)
     release = threading.Event()
     answers: list[httpx.Response] = []
 
@@ -91,7 +60,7 @@ def test_sigterm_lets_an_in_flight_request_finish(tmp_path, iris_logreg):
 
     sender = threading.Thread(target=send)
     try:
-        _wait_ready(process, url)
+        wait_ready(process, url)
         sender.start()
         deadline = time.monotonic() + 10
         while "slipway_inflight_requests 1.0" not in httpx.get(f"{url}/metrics").text:
@@ -121,7 +90,7 @@ def test_sigterm_lets_an_in_flight_request_finish(tmp_path, iris_logreg):
 def test_missing_model_is_one_line_on_stderr(tmp_path):
     config = tmp_path / "serving.json"
     config.write_text(json.dumps({"model_file": "model.onnx", "name": "gone"}))
-    process = _start(config, _free_port())
+    process = start_server(config, free_port())
     _stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 2
     assert stderr == f"slipway-server: model file '{tmp_path / 'model.onnx'}' does not exist\n"
@@ -134,7 +103,22 @@ def test_port_in_use_is_one_line_on_stderr(tmp_path, iris_logreg):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        process = _start(config, port)
+        process = start_server(config, port)
         _stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 3
     assert stderr == f"slipway-server: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_an_api_key_variable_that_is_not_set_is_one_line_on_stderr(tmp_path, iris_logreg):
+    """Told to require a key from a variable that is unset or empty, the server does not start
+    (it used to warn and serve without a key)."""
+    config = tmp_path / "serving.json"
+    config.write_text(json.dumps(iris_logreg.with_config(
+        model_file=str(iris_logreg.path), auth={"api_key_env": "SLIPWAY_TEST_ABSENT_KEY"})))
+    for env, state in (({}, "is not set"), ({"SLIPWAY_TEST_ABSENT_KEY": ""}, "is empty")):
+        process = start_server(config, free_port(), env)
+        _stdout, stderr = process.communicate(timeout=30)
+        assert process.returncode == 2
+        assert stderr == (f"slipway-server: serving.json: 'auth.api_key_env' names "
+                          f"SLIPWAY_TEST_ABSENT_KEY, which {state}: set it to the API key, or make "
+                          "'auth.api_key_env' null to serve without one\n")

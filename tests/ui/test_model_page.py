@@ -162,3 +162,22 @@ def test_recent_files_are_remembered_and_reopen(qtbot, window, demo_model):
         action.trigger()
     assert window.settings.value("recentFiles") in ([str(demo_model.resolve())],
                                                      str(demo_model.resolve()))
+
+
+def test_what_a_model_file_says_is_shown_as_text_not_obeyed(qtbot, window, tmp_path):
+    import onnx
+
+    source = onnx.load(f"{onnx.__file__.rsplit('/', 1)[0]}/backend/test/data/light/"
+                       "light_squeezenet.onnx")
+    source.producer_name = "exporter\x1b[31mRED\u202e"
+    path = tmp_path / "escaping.onnx"
+    onnx.save_model(source, path)
+    page = window.model_page
+    with qtbot.waitSignal(page.artifact_loaded, timeout=LOAD_TIMEOUT_MS):
+        window.open_model(path)
+    shown = []
+    for index in range(page.metadata_tree.topLevelItemCount()):
+        section = page.metadata_tree.topLevelItem(index)
+        shown += [section.child(i).text(1) for i in range(section.childCount())]
+    assert "exporter\\x1b[31mRED\\u202e" in shown
+    assert not any("\x1b" in text or "\u202e" in text for text in shown)

@@ -80,3 +80,56 @@ def test_the_logs_show_text_without_terminal_colour_codes(qtbot):
     view.append_line("INFO:     Application startup complete.")
     assert view.toPlainText() == ("2026-12-01 [W:onnxruntime] a warning\n"
                                   "INFO:     Application startup complete.")
+
+
+def test_a_key_asked_for_on_the_serve_page_is_enforced_and_handed_to_the_other_pages(
+        qtbot, window, demo_model, monkeypatch):
+    import httpx
+
+    monkeypatch.setenv("SLIPWAY_TEST_PAGE_KEY", "page-key-123")
+    page = window.serve_page
+    with qtbot.waitSignal(window.model_page.artifact_loaded, timeout=30_000):
+        window.open_model(demo_model)
+    page.runtime.setCurrentIndex(page.runtime.findData("process"))
+    page.api_key_env.setText("SLIPWAY_TEST_PAGE_KEY")
+    assert page.protect_metrics.isEnabled()
+    page.protect_metrics.setChecked(True)
+    with qtbot.waitSignal(page.deployment_ready, timeout=60_000) as ready:
+        page.build_and_run()
+    url = ready.args[0].url
+    try:
+        assert httpx.get(f"{url}/schema").status_code == 401
+        assert httpx.get(f"{url}/metrics").status_code == 401
+        headers = {"Authorization": "Bearer page-key-123"}
+        assert httpx.get(f"{url}/metrics", headers=headers).status_code == 200
+        for other in (window.probe_page, window.load_page, window.monitor_page):
+            assert other.server.key() == "page-key-123"
+            assert other.url.text() == url
+    finally:
+        with qtbot.waitSignal(page.deployment_stopped, timeout=30_000):
+            page.stop()
+
+
+def test_a_key_variable_that_is_not_set_is_refused_in_the_page(qtbot, window, demo_model,
+                                                               monkeypatch):
+    monkeypatch.delenv("SLIPWAY_TEST_UNSET_KEY", raising=False)
+    page = window.serve_page
+    with qtbot.waitSignal(window.model_page.artifact_loaded, timeout=30_000):
+        window.open_model(demo_model)
+    page.runtime.setCurrentIndex(page.runtime.findData("process"))
+    page.api_key_env.setText("SLIPWAY_TEST_UNSET_KEY")
+    page.build_and_run()
+    qtbot.waitUntil(lambda: "SLIPWAY_TEST_UNSET_KEY" in page.error_banner.message.text(),
+                    timeout=30_000)
+    assert not page.error_banner.isHidden()
+    assert page.state.value == "failed" and page.deployment is None
+
+
+def test_a_long_build_step_does_not_widen_the_window(qtbot, window):
+    page = window.serve_page
+    before = page.minimumSizeHint().width()
+    page.state = page.state.BUILDING
+    step = "Step 5/21 : RUN python3 -m venv /opt/venv && " + "pip install --no-index x " * 40
+    page._progress(None, step)
+    assert page.status.text().startswith("building: Step 5/21")
+    assert page.minimumSizeHint().width() <= max(before, 1024)

@@ -4,7 +4,8 @@ Prometheus metrics, configured by serving.json.
     PYTHONPATH=serving_templates/server python -m slipway_server --config serving.json
 
 It runs inside every image the studio builds and as the studio's process runtime, so it depends
-only on onnxruntime, numpy, starlette, uvicorn, orjson and prometheus-client, and never on `studio`.
+only on onnxruntime, numpy, starlette, uvicorn (with httptools, whose HTTP protocol it guards, and
+uvloop where available), orjson and prometheus-client, and never on `studio`.
 Names are imported lazily so that `python -m slipway_server` can report a missing package in one
 line instead of a traceback.
 """

@@ -1,9 +1,13 @@
 """`python -m slipway_server --config serving.json --host 127.0.0.1 --port 8000`
 
-Startup problems (a bad config, a missing or invalid model, a port in use, a missing package) end
-the process with one line on stderr and a non-zero status: 2 for the config and model, 3 for the
-address. SIGTERM (or SIGINT) drains: readiness turns 503, the listening socket closes, in-flight
-requests finish, and the process exits 0, also as PID 1 in a container.
+Startup problems (a bad config, a missing or invalid model, an API key variable that is not set, a
+port in use, a missing package) end the process with one line on stderr and a non-zero status: 2
+for the config and model, 3 for the address. The open-file limit is raised to the hard limit, and
+every connection is guarded (connections.py). SIGTERM (or SIGINT) drains: readiness turns 503
+while requests are still accepted and served for shutdown.ready_pause_s (a second signal cuts the
+pause short), then the listening socket closes, the connections still queued on it are taken in,
+accepted requests get shutdown.drain_timeout_s to finish, and the process exits 0, also as PID 1
+in a container.
 """
 
 from __future__ import annotations
@@ -65,14 +69,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     parser.add_argument("--access-log", action="store_true",
                         help="log every request (off by default: it costs throughput)")
-    parser.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="how long in-flight requests may take to finish on SIGTERM")
+    parser.add_argument("--graceful-timeout", type=float, default=None, metavar="SECONDS",
+                        help="how long in-flight requests may take to finish on SIGTERM "
+                             "(default: serving.json's shutdown.drain_timeout_s, else 30)")
     args = parser.parse_args(argv)
 
     try:
         import uvicorn
 
         from .app import create_app
+        from .connections import (
+            DrainingServer,
+            connection_limit,
+            guarded_protocol,
+            raise_descriptor_limit,
+        )
         from .settings import StartupError, load_settings
     except ImportError as exc:
         return _fail(f"a package the server needs is missing: {exc}", 2)
@@ -88,10 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", 3)
 
+    settings = app.settings
+    limits = settings.limits
+    descriptors = raise_descriptor_limit()
+    max_connections = connection_limit(limits.max_connections, descriptors)
+    if max_connections < limits.max_connections:
+        logger.warning("the open-file limit (%d) holds connections to %d, under "
+                       "limits.max_connections (%d)", descriptors, max_connections,
+                       limits.max_connections)
     model = app.model
     what = (f"{len(model.features)} features" if model.codec is not None
             else f"{len(model.inputs)} input tensor(s)")
-    batching = app.settings.batching
+    batching = settings.batching
     host, port = sock.getsockname()[:2]
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     logger.info("serving %s %s (%s, %s; batching %s; %d inference thread(s)) on %s",
@@ -99,22 +118,22 @@ def main(argv: list[str] | None = None) -> int:
                 f"up to {batching.max_batch_size} rows" if batching.enabled else "off",
                 app.threads, url)
 
+    drain_timeout = (settings.shutdown.drain_timeout_s if args.graceful_timeout is None
+                     else args.graceful_timeout)
     config = uvicorn.Config(app, log_config=None, log_level=args.log_level,
                             access_log=args.access_log, lifespan="on", server_header=False,
                             proxy_headers=False,
-                            timeout_graceful_shutdown=args.graceful_timeout)
-
-    class DrainingServer(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            app.begin_drain()
-            super().handle_exit(sig, frame)
+                            http=guarded_protocol(limits, max_connections,
+                                                  app.metrics.connection_closed),
+                            timeout_keep_alive=limits.keep_alive_timeout_s,  # type: ignore[arg-type]
+                            timeout_graceful_shutdown=drain_timeout)  # type: ignore[arg-type]
 
     # uvicorn restores the handlers it found and re-raises the signal after draining: with these
     # in place, that re-raise is a no-op and the process exits 0 instead of dying by the signal.
     for handled in (signal.SIGTERM, signal.SIGINT):
         signal.signal(handled, _ignore_signal)
-    server = DrainingServer(config)
-    server.run(sockets=[sock])
+    server = DrainingServer(config, app, sock, settings.shutdown)
+    server.run(sockets=[sock.dup()])
     return 0 if server.started else 1
 
 

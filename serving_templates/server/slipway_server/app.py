@@ -1,11 +1,19 @@
 """The ASGI app: a Starlette application whose HTTP requests go through one lean dispatcher.
 
 Every route is a raw ASGI handler (no Request objects, no middleware stack on the way to /predict):
-the dispatcher looks the path up in a dict, checks the API key and the concurrency limit, runs the
-handler, sends its JSON, and counts the request. Handlers raise HTTPError for anything wrong with a
-request, and let the model's InputError and ModelRunError through: ERROR_STATUSES turns those into
-a 400 and a 422, so every refusal is a 4xx with {"error": "..."}. Starlette provides the lifespan
-(startup warm-up, shutdown) and handles any route added to the app later.
+the dispatcher looks the path up in a dict, checks the API key, runs the handler, sends its JSON,
+and counts the request. A request takes one of `limits.max_concurrency` inference slots only once
+its body is read and checked, so clients that send slowly hold no slot. Handlers raise HTTPError
+for anything wrong with a request, and let the model's InputError, ModelRunError and OutputError
+through: ERROR_STATUSES turns those into a 400 or a 422, so every refusal is a 4xx with
+{"error": "..."}. Anything else is a bug: it is logged with its traceback and answered 500 with a
+generic sentence, never the exception's text. Starlette provides the lifespan (startup warm-up,
+shutdown) and handles any route added to the app later.
+
+Routes and the API key: the probes (/health, /ready, /v2/health/live, /v2/health/ready) never ask
+for it. /metrics does not either, so Prometheus can scrape it, unless serving.json sets
+auth.protect_metrics: it then asks like every other route (it shows feature histograms, label
+counts and the model's sha256).
 """
 
 from __future__ import annotations
@@ -26,10 +34,12 @@ from starlette.applications import Starlette
 
 from . import __version__, v2
 from .batching import MicroBatcher
-from .errors import InputError, ModelRunError, json_type
+from .errors import InputError, ModelRunError, OutputError, json_type
 from .metrics import CONTENT_TYPE_LATEST
 from .model import Model, cpu_count
-from .openapi import build_openapi, swagger_html
+from .openapi import build_openapi
+from .reference_page import CONTENT_SECURITY_POLICY, reference_page
+from .request_body import ClientGone, HTTPError, read_json
 from .settings import Settings, StartupError, load_settings
 
 logger = logging.getLogger("slipway")
@@ -44,18 +54,7 @@ V2_MODEL = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)
 MAX_INFERENCE_THREADS = 4
 
 Handler = Callable[[dict, Callable, Any], Awaitable[tuple[int, bytes, bytes]]]
-
-
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
-
-
-class ClientGone(Exception):
-    """The client disconnected before sending its whole body."""
+HTML_HEADERS = ((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),)
 
 
 def _error_body(message: str) -> bytes:
@@ -67,12 +66,15 @@ def _error_body(message: str) -> bytes:
 ERROR_STATUSES: dict[type[Exception], tuple[int, str]] = {
     InputError: (400, ""),
     ModelRunError: (422, "the model could not run on this input: "),
+    OutputError: (422, ""),
 }
 MAPPED_ERRORS = tuple(ERROR_STATUSES)
 
 UNAUTHORIZED_BODY = _error_body("missing or wrong API key: send 'Authorization: Bearer <key>' or "
                                 "'X-API-Key: <key>'")
 UNAUTHORIZED_HEADERS = ((b"www-authenticate", b"Bearer"),)
+INTERNAL_ERROR_BODY = _error_body("internal error: the server could not answer this request; its "
+                                  "log says why")
 
 
 def _mapped_error(exc: Exception) -> tuple[int, bytes]:
@@ -94,21 +96,6 @@ async def _send_response(send: Callable, status: int, body: bytes, content_type:
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
-def _json_problem(body: bytes, exc: orjson.JSONDecodeError) -> str:
-    if not body.strip():
-        return "the request body is empty: send a JSON object"
-    text = str(exc)
-    if "infinity" in text:
-        return f"malformed JSON: a number is too large ({text})"
-    position = getattr(exc, "pos", None)
-    if position is not None:
-        rest = body[position:position + 9].lstrip(b"-")
-        if rest.startswith((b"NaN", b"Infinity", b"nan", b"inf")):
-            return (f"malformed JSON: NaN and Infinity are not JSON numbers (at character "
-                    f"{position})")
-    return f"malformed JSON: {text}"
-
-
 class SlipwayApp(Starlette):
     """One served model. Create with `create_app(settings)`."""
 
@@ -119,12 +106,11 @@ class SlipwayApp(Starlette):
         self.model = model
         self.metrics = model.metrics
         self.api_key = settings.api_key.encode() if settings.api_key else None
-        if settings.api_key_env and self.api_key is None:
-            logger.warning("auth.api_key_env names %s, which is not set: serving without an API "
-                           "key", settings.api_key_env)
         self.max_body = settings.limits.max_body_bytes
         self.max_batch_rows = settings.limits.max_batch_rows
         self.max_concurrency = settings.limits.max_concurrency
+        self.inferring = 0
+        """Requests holding an inference slot: queued for the model or in it."""
         self.ready = False
         self.draining = False
         self.warm_up_error: str | None = None
@@ -136,7 +122,7 @@ class SlipwayApp(Starlette):
         self._static = {
             "health": orjson.dumps({"status": "alive"}),
             "openapi": orjson.dumps(self.openapi),
-            "docs": swagger_html(f"{model.name} {model.version}").encode(),
+            "docs": reference_page(self.openapi).encode(),
             "v2": orjson.dumps({"name": "slipway", "version": __version__, "extensions": []}),
             "v2_live": orjson.dumps({"live": True}),
             "metadata": orjson.dumps(v2.model_metadata(model)),
@@ -145,25 +131,27 @@ class SlipwayApp(Starlette):
                           else None),
         }
         self._model_tag = {"model": model.name, "version": model.version}
-        # path -> (route label, methods, handler, open: no auth and no concurrency limit)
-        self.routes_table: dict[str, tuple[str, tuple[str, ...], Handler, bool]] = {
-            "/health": ("/health", ("GET", "HEAD"), self._health, True),
-            "/ready": ("/ready", ("GET", "HEAD"), self._ready, True),
-            "/metrics": ("/metrics", ("GET",), self._metrics, True),
-            "/v2/health/live": ("/v2/health/live", ("GET", "HEAD"), self._v2_live, True),
-            "/v2/health/ready": ("/v2/health/ready", ("GET", "HEAD"), self._v2_ready, True),
-            "/predict": ("/predict", ("POST",), self._predict, False),
-            "/predict/batch": ("/predict/batch", ("POST",), self._predict_batch, False),
-            "/v2": ("/v2", ("GET",), self._v2_server, False),
-            "/schema": ("/schema", ("GET",), self._schema, False),
-            "/reference": ("/reference", ("GET",), self._reference, False),
-            "/openapi.json": ("/openapi.json", ("GET",), self._openapi, False),
-            "/docs": ("/docs", ("GET",), self._docs, False),
+        # path -> (route label, methods, handler, needs the API key, counted in flight). Routes
+        # not counted are the probes and /metrics: they cannot fail and must answer under load.
+        self.routes_table: dict[str, tuple[str, tuple[str, ...], Handler, bool, bool]] = {
+            "/health": ("/health", ("GET", "HEAD"), self._health, False, False),
+            "/ready": ("/ready", ("GET", "HEAD"), self._ready, False, False),
+            "/metrics": ("/metrics", ("GET",), self._metrics, settings.protect_metrics, False),
+            "/v2/health/live": ("/v2/health/live", ("GET", "HEAD"), self._v2_live, False, False),
+            "/v2/health/ready": ("/v2/health/ready", ("GET", "HEAD"), self._v2_ready, False,
+                                 False),
+            "/predict": ("/predict", ("POST",), self._predict, True, True),
+            "/predict/batch": ("/predict/batch", ("POST",), self._predict_batch, True, True),
+            "/v2": ("/v2", ("GET",), self._v2_server, True, True),
+            "/schema": ("/schema", ("GET",), self._schema, True, True),
+            "/reference": ("/reference", ("GET",), self._reference, True, True),
+            "/openapi.json": ("/openapi.json", ("GET",), self._openapi, True, True),
+            "/docs": ("/docs", ("GET",), self._docs, True, True),
         }
         self._v2_routes = {
-            None: ("/v2/models/{name}", ("GET",), self._v2_metadata, False),
-            "/ready": ("/v2/models/{name}/ready", ("GET",), self._v2_model_ready, False),
-            "/infer": ("/v2/models/{name}/infer", ("POST",), self._v2_infer, False),
+            None: ("/v2/models/{name}", ("GET",), self._v2_metadata, True, True),
+            "/ready": ("/v2/models/{name}/ready", ("GET",), self._v2_model_ready, True, True),
+            "/infer": ("/v2/models/{name}/infer", ("POST",), self._v2_infer, True, True),
         }
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -224,23 +212,18 @@ class SlipwayApp(Starlette):
         if entry is None:
             await self._fallback(scope, receive, send, started)
             return
-        route, methods, handler, open_route = entry
+        route, methods, handler, needs_key, counted = entry
         metrics = self.metrics
         headers = None
         if scope["method"] not in methods:
             status, body, content_type = 405, _error_body(
                 f"{scope['method']} is not allowed on {path}; use {methods[0]}"), JSON_TYPE
             headers = [(b"allow", ", ".join(methods).encode())]
-        elif open_route:
-            status, body, content_type = await handler(scope, receive, params)
-        elif self.api_key is not None and not self._authorized(scope["headers"]):
+        elif needs_key and self.api_key is not None and not self._authorized(scope["headers"]):
             status, body, content_type = 401, UNAUTHORIZED_BODY, JSON_TYPE
             headers = UNAUTHORIZED_HEADERS
-        elif metrics.inflight >= self.max_concurrency:
-            status, body, content_type = 503, _error_body(
-                f"the server is at its limit of {self.max_concurrency} concurrent requests; "
-                "retry shortly"), JSON_TYPE
-            headers = [(b"retry-after", RETRY_AFTER_S)]
+        elif not counted:
+            status, body, content_type = await handler(scope, receive, params)
         else:
             metrics.inflight += 1
             try:
@@ -254,12 +237,15 @@ class SlipwayApp(Starlette):
             except ClientGone:
                 metrics.request_done(route, 499, time.perf_counter() - started)
                 return
-            except Exception as exc:
-                logger.exception("error serving %s", path)
-                status, body, content_type = 500, _error_body(
-                    f"internal error: {type(exc).__name__}: {exc}"), JSON_TYPE
+            except Exception:
+                # A bug, not the client's doing: the traceback goes to the log, and the answer
+                # says nothing of the server's insides.
+                logger.exception("error serving %s %s", scope["method"], path)
+                status, body, content_type = 500, INTERNAL_ERROR_BODY, JSON_TYPE
             finally:
                 metrics.inflight -= 1
+        if content_type is HTML_TYPE:
+            headers = HTML_HEADERS
         await _send_response(send, status, body, content_type, headers,
                              head=scope["method"] == "HEAD")
         metrics.request_done(route, status, time.perf_counter() - started)
@@ -302,60 +288,26 @@ class SlipwayApp(Starlette):
 
     # --- request helpers -------------------------------------------------------------------------
 
-    async def _read_json(self, scope: dict, receive: Callable) -> dict[str, Any]:
-        limit = self.max_body
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    raise HTTPError(400, "the Content-Length header is not a number") from None
-                if declared > limit:
-                    raise HTTPError(413, f"the request body is {declared} bytes, over the limit "
-                                         f"of {limit} bytes")
-                break
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        body = message.get("body", b"")
-        if message.get("more_body", False):
-            chunks = [body]
-            size = len(body)
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientGone
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise HTTPError(413, f"the request body is over the limit of {limit} bytes")
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-            body = b"".join(chunks)
-        if len(body) > limit:
-            raise HTTPError(413, f"the request body is over the limit of {limit} bytes")
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise HTTPError(400, _json_problem(body, exc)) from None
-        if type(document) is not dict:
-            raise HTTPError(400, f"the request body must be a JSON object, got "
-                                 f"{json_type(document)}")
-        return document
-
     async def _infer(self, feeds: dict[str, Any], rows: int, batch: bool) -> list[Any]:
         if self.executor is None:
             raise HTTPError(503, "the server is starting; retry shortly",
                             [(b"retry-after", RETRY_AFTER_S)])
-        if batch and self.batcher is not None:
-            result = await self.batcher.submit(feeds, rows)
-        else:
-            loop = asyncio.get_running_loop()
-            result = (await loop.run_in_executor(self.executor, self.model.run_items,
-                                                 [(feeds, rows)]))[0]
+        if self.inferring >= self.max_concurrency:
+            raise HTTPError(503, f"the server is at its limit of {self.max_concurrency} "
+                                 "concurrent requests; retry shortly",
+                            [(b"retry-after", RETRY_AFTER_S)])
+        self.inferring += 1
+        try:
+            if batch and self.batcher is not None:
+                result = await self.batcher.submit(feeds, rows)
+            else:
+                loop = asyncio.get_running_loop()
+                result = (await loop.run_in_executor(self.executor, self.model.run_items,
+                                                     [(feeds, rows)]))[0]
+        finally:
+            self.inferring -= 1
         if isinstance(result, BaseException):
-            raise result  # a ModelRunError becomes a 422 (ERROR_STATUSES)
+            raise result  # ModelRunError, OutputError: a 422 (ERROR_STATUSES)
         return result
 
     def _tabular(self) -> Any:
@@ -405,7 +357,7 @@ class SlipwayApp(Starlette):
 
     async def _predict(self, scope: dict, receive: Callable, params: Any) -> tuple:
         codec = self._tabular()
-        document = await self._read_json(scope, receive)
+        document = await read_json(scope, receive, self.max_body)
         features = document.get("features")
         if features is None:
             raise HTTPError(400, "the body must have a 'features' field: a list of values in "
@@ -419,7 +371,7 @@ class SlipwayApp(Starlette):
 
     async def _predict_batch(self, scope: dict, receive: Callable, params: Any) -> tuple:
         codec = self._tabular()
-        document = await self._read_json(scope, receive)
+        document = await read_json(scope, receive, self.max_body)
         instances = document.get("instances")
         if instances is None:
             raise HTTPError(400, "the body must have an 'instances' field: a list of rows")
@@ -469,7 +421,7 @@ class SlipwayApp(Starlette):
 
     async def _v2_infer(self, scope: dict, receive: Callable, params: Any) -> tuple:
         self._check_model(params)
-        document = await self._read_json(scope, receive)
+        document = await read_json(scope, receive, self.max_body)
         model = self.model
         feeds, rows, indices = v2.decode_request(model, document)
         if rows > self.max_batch_rows and model.codec is not None:

@@ -1,7 +1,8 @@
 """What can go wrong with a request once it reaches the model, and how errors read in answers.
 
-The codec and the v2 decoder raise InputError; running the model gives ModelRunError. Handlers let
-both propagate: the app's table of exceptions turns them into a 400 or a 422.
+The codec and the v2 decoder raise InputError; running the model gives ModelRunError, or
+OutputError when its answer holds NaN or infinity. Handlers let them propagate: the app's table of
+exceptions turns them into a 400 or a 422.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ class InputError(Exception):
 
 class ModelRunError(Exception):
     """onnxruntime refused input that passed validation: a 422 with its message."""
+
+
+class OutputError(Exception):
+    """The model ran but answered NaN or infinity (inputs far outside what it was trained on
+    overflow it), which JSON cannot carry: a 422 naming the output and the row."""
 
 
 def json_type(value: Any) -> str:

@@ -147,6 +147,7 @@ class Metrics:
         self.requests: dict[tuple[str, int], int] = {}
         self.durations: dict[str, Histogram] = {}
         self.inflight = 0
+        self.closed_connections: dict[str, int] = {}
         # Inference-thread side: guarded by `lock`.
         self.lock = threading.Lock()
         self.inference = Histogram(DURATION_BUCKETS)
@@ -168,6 +169,10 @@ class Metrics:
         if histogram is None:
             histogram = self.durations[route] = Histogram(DURATION_BUCKETS)
         histogram.observe(seconds)
+
+    def connection_closed(self, reason: str) -> None:
+        """The connection guards closed a connection (connections.GuardedHttpToolsProtocol)."""
+        self.closed_connections[reason] = self.closed_connections.get(reason, 0) + 1
 
     # --- inference side (any thread) ---
 
@@ -237,6 +242,14 @@ class _Collector:
                                      "Requests being served right now.")
         inflight.add_metric([], m.inflight)
         yield inflight
+
+        closed = CounterMetricFamily(
+            "slipway_connections_closed",
+            "Connections closed to protect the server: connection_limit, header_too_large, "
+            "header_timeout (a head too slow), silent (no request).", labels=["reason"])
+        for reason, count in sorted(m.closed_connections.items()):
+            closed.add_metric([reason], count)
+        yield closed
 
         info = GaugeMetricFamily("slipway_model_info", "The model this server serves.",
                                  labels=["name", "version", "sha256"])

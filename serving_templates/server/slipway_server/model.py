@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from .codec import TabularCodec, schema_features
-from .errors import ModelRunError, first_line
+from .errors import ModelRunError, OutputError, first_line
 from .metrics import FeatureProfile, Metrics
 from .settings import Settings, StartupError
 
@@ -124,6 +124,9 @@ class Model:
         self._roles(schema)
         self.batchable = all(t.dynamic_batch for t in self.inputs) and all(
             t.dynamic_batch for t in self.outputs if t.kind != "unsupported")
+        # The outputs that can hold NaN or infinity, which JSON cannot carry.
+        self._float_outputs = [i for i, t in enumerate(self.outputs) if t.kind == "seqmap" or (
+            t.kind == "tensor" and np.dtype(t.dtype).kind == "f")]
         self._split_ok = True
         try:
             profile = FeatureProfile(settings.reference, self.features,
@@ -212,27 +215,56 @@ class Model:
         """Run several requests' feeds as one batch; each item gets its outputs or its error.
 
         Runs in an inference thread. When the batch fails, each item runs alone so only the
-        offending request gets the error.
+        offending request gets the error. Outputs holding NaN or infinity become an OutputError
+        for the requests they belong to; the check is one vectorised pass over the batch.
         """
         if len(items) == 1:
             feeds, rows = items[0]
-            return [self._run(feeds, rows)]
+            return [self._checked(self._run(feeds, rows), rows)]
         rows = sum(n for _, n in items)
         try:
             feeds = {name: np.concatenate([f[name] for f, _ in items])
                      for name in self.input_names}
         except ValueError:  # dynamic dimensions besides the batch one that differ: run alone
-            return [self._run(f, n) for f, n in items]
+            return [self._checked(self._run(f, n), n) for f, n in items]
         result = self._run(feeds, rows)
         if isinstance(result, Exception) or not self._splittable(result, rows):
-            return [self._run(f, n) for f, n in items]
+            return [self._checked(self._run(f, n), n) for f, n in items]
+        finite = self._non_finite(result, rows) is None
         answers = []
         start = 0
         for _, n in items:
             end = start + n
-            answers.append([output[start:end] for output in result])
+            answer = [output[start:end] for output in result]
+            answers.append(answer if finite else self._checked(answer, n))
             start = end
         return answers
+
+    def _checked(self, outputs: Any, rows: int) -> Any:
+        """The outputs, or the OutputError naming where they are not finite."""
+        if isinstance(outputs, Exception):
+            return outputs
+        problem = self._non_finite(outputs, rows)
+        return outputs if problem is None else OutputError(problem)
+
+    def _non_finite(self, outputs: list[Any], rows: int) -> str | None:
+        """Which output (and row) holds NaN or infinity; None when every value is finite."""
+        for index in self._float_outputs:
+            value = outputs[index]
+            if self.outputs[index].kind == "seqmap":
+                value = [list(row.values()) for row in value]
+            finite = np.isfinite(np.asarray(value, dtype=np.float64)
+                                 if not isinstance(value, np.ndarray) else value)
+            if finite.all():
+                continue
+            where = "for this input"
+            if rows > 1 and finite.ndim and len(finite) == rows:
+                row = int(np.argmin(finite.reshape(rows, -1).all(axis=1)))
+                where = f"for row {row} (counting from 0)"
+            return (f"the model's output '{self.outputs[index].name}' is NaN or infinite {where}, "
+                    "which JSON cannot carry: the input is probably far outside the values the "
+                    "model was trained on")
+        return None
 
     def _splittable(self, outputs: list[Any], rows: int) -> bool:
         if all(len(o) == rows for o in outputs):

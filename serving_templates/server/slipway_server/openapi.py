@@ -1,9 +1,8 @@
-"""The OpenAPI 3.1 document of one served model, built by hand from its features and outputs, and
-the Swagger UI page that shows it (loaded from a CDN, as FastAPI does)."""
+"""The OpenAPI 3.1 document of one served model, built by hand from its features and outputs.
+/openapi.json serves it; /docs shows it as a page (reference_page)."""
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any
 
@@ -13,7 +12,6 @@ from .settings import Settings
 
 JSON = "application/json"
 MAX_V2_EXAMPLE_VALUES = 1024
-SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -193,8 +191,13 @@ def build_openapi(model: Model, settings: Settings, *, auth: bool) -> dict[str, 
     common: dict[str, Any] = {
         "400": _error("The request is malformed or its values are wrong; the message names the "
                       "problem."),
+        "408": _error(f"The body did not arrive within {settings.limits.body_timeout_s:g} s of "
+                      "the request's head; the connection is closed."),
         "413": _error("The body (or the batch) is over the server's limit."),
-        "422": _error("The model could not run on these values."),
+        "431": _error(f"The request line and headers are over {settings.limits.max_header_bytes} "
+                      "bytes; the connection is closed."),
+        "422": _error("The model could not run on these values, or answered NaN or infinity "
+                      "(which JSON cannot carry) for them."),
         "503": _error("The server is overloaded; retry after the Retry-After seconds."),
     }
     if auth:
@@ -245,8 +248,13 @@ def build_openapi(model: Model, settings: Settings, *, auth: bool) -> dict[str, 
         "/metrics": {"get": operation(
             "Prometheus metrics", "monitoring",
             {"200": {"description": "Prometheus text exposition.",
-                     "content": {"text/plain": {"schema": {"type": "string"}}}}},
-            secured=False, operation_id="metrics")},
+                     "content": {"text/plain": {"schema": {"type": "string"}}}}}
+            | (unauthorized if settings.protect_metrics else {}),
+            secured=settings.protect_metrics, operation_id="metrics",
+            description="Requests, latencies, batches, served feature values and predicted "
+                        "labels; " + ("asks for the API key (auth.protect_metrics)."
+                                      if settings.protect_metrics else
+                                      "open to scrapers, also when an API key is set."))},
         "/schema": document_route(
             "The model's schema", "schema", "Slipway Studio's ModelSchema of the model.",
             "Started without a schema.",
@@ -340,32 +348,3 @@ def build_openapi(model: Model, settings: Settings, *, auth: bool) -> dict[str, 
         }
         document["security"] = protected
     return document
-
-
-def swagger_html(title: str, openapi_url: str = "openapi.json") -> str:
-    """The page FastAPI serves at /docs: Swagger UI from a CDN, pointed at our document."""
-    return f"""<!DOCTYPE html>
-<html>
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<link type="text/css" rel="stylesheet" href="{SWAGGER_UI}/swagger-ui.css">
-<title>{html.escape(title)} - Swagger UI</title>
-</head>
-<body>
-<div id="swagger-ui"></div>
-<script src="{SWAGGER_UI}/swagger-ui-bundle.js"></script>
-<script>
-const ui = SwaggerUIBundle({{
-    url: '{openapi_url}',
-    dom_id: '#swagger-ui',
-    layout: 'BaseLayout',
-    deepLinking: true,
-    showExtensions: true,
-    showCommonExtensions: true,
-    presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
-}})
-</script>
-</body>
-</html>
-"""

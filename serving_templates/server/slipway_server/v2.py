@@ -63,20 +63,37 @@ def decode_request(model: Model, body: dict[str, Any]
         rows = sizes.pop()
         if rows == 0:
             raise InputError("the inputs hold no rows (first dimension is 0)")
-    wanted = body.get("outputs")
+    return feeds, rows, _wanted_outputs(model, body.get("outputs"))
+
+
+def _wanted_outputs(model: Model, wanted: Any) -> list[int]:
+    """Indices of the outputs a request's 'outputs' asks for (all the model can give: None)."""
     if wanted is None:
-        indices = [i for i, t in enumerate(model.outputs) if t.kind != "unsupported"]
-    else:
-        if not isinstance(wanted, list) or not wanted:
-            raise InputError("'outputs' must be a non-empty list of {\"name\": ...}")
-        indices = []
-        for request in wanted:
-            name = request.get("name") if isinstance(request, dict) else None
-            if name not in model.output_index:
-                raise InputError(f"unknown output {name!r} (the model gives: "
-                                 f"{', '.join(model.output_names)})")
-            indices.append(model.output_index[name])
-    return feeds, rows, indices
+        return [i for i, t in enumerate(model.outputs) if t.kind != "unsupported"]
+    if not isinstance(wanted, list) or not wanted:
+        raise InputError("'outputs' must be a non-empty list of {\"name\": ...}, "
+                         f"got {json_type(wanted)}")
+    indices = []
+    for position, request in enumerate(wanted):
+        if not isinstance(request, dict):
+            raise InputError(f"outputs[{position}] must be an object with a 'name', "
+                             f"got {json_type(request)}")
+        name = request.get("name")
+        if not isinstance(name, str):
+            raise InputError(f"outputs[{position}]: 'name' must be the name of an output, "
+                             f"got {json_type(name)} (the model gives: "
+                             f"{', '.join(model.output_names)})")
+        index = model.output_index.get(name)
+        if index is None:
+            raise InputError(f"unknown output {name!r} (the model gives: "
+                             f"{', '.join(model.output_names)})")
+        if model.outputs[index].kind == "unsupported":
+            raise InputError(f"output '{name}' has type {model.outputs[index].datatype}, which "
+                             "this server cannot return")
+        if index in indices:
+            raise InputError(f"output '{name}' is asked for twice")
+        indices.append(index)
+    return indices
 
 
 def encode_outputs(model: Model, outputs: list[Any], indices: list[int]) -> list[dict[str, Any]]:

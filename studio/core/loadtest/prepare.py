@@ -14,6 +14,7 @@ from typing import Literal
 from studio.core.loadtest.payloads import Drift, PayloadError, bodies_for, fetch_schema, fixed_body
 from studio.core.loadtest.plan import LoadPlan
 from studio.core.model.schema import ModelSchema
+from studio.core.serve.client import auth_headers
 
 PayloadSource = Literal["random", "sample", "reference", "file"]
 
@@ -28,11 +29,6 @@ class PayloadChoice:
     path: str | Path | None = None
     drifts: tuple[Drift, ...] = ()
     seed: int = 0
-
-
-def auth_headers(api_key: str | None) -> dict[str, str]:
-    """The header a Slipway server checks for its API key."""
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def prepare(plan: LoadPlan, payload: PayloadChoice, *, api_key: str | None = None,

@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from studio.core.files import write_text
 from studio.core.loadtest.results import LoadReport
 from studio.core.loadtest.sweep import SweepReport
 from studio.core.units import figure
@@ -61,8 +62,7 @@ def save(report: LoadReport | SweepReport, path: str | Path) -> Path:
         text = timeline_csv(report)
     else:
         text = html_report(report) if isinstance(report, LoadReport) else sweep_html(report)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_text(path, text)  # whole or not at all: a full disk keeps the previous one
 
 
 # --- charts ----------------------------------------------------------------------------------------

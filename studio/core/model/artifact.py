@@ -8,7 +8,7 @@ size, sha256 and sample request bodies.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from studio.core.errors import ModelLoadError
@@ -48,6 +48,13 @@ class ModelArtifact:
     @property
     def name(self) -> str:
         return self.schema.name
+
+
+def moved(artifact: ModelArtifact, path: Path) -> ModelArtifact:
+    """The same model once its file was moved to `path` (a checked file put in place)."""
+    schema = artifact.schema.model_copy(update={"metadata": artifact.schema.metadata.model_copy(
+        update={"path": str(path)})})
+    return replace(artifact, path=path, model_file=path, schema=schema)
 
 
 def sha256_of(path: Path) -> str:

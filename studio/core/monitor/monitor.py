@@ -116,7 +116,7 @@ class Monitor:
                 self._http = httpx.Client(follow_redirects=True)
             client = self._http
         try:
-            result, error = scrape(self.metrics_url, client), None
+            result, error = scrape(self.metrics_url, client, api_key=self.api_key), None
         except MetricsError as exc:
             result, error = None, str(exc)
         usage = self.usage_source() if self.usage_source is not None and result else None

@@ -23,6 +23,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from studio.core.errors import ExitStatus, StudioError, first_line
+from studio.core.serve.client import auth_headers
 
 LabelSet = tuple[tuple[str, str], ...]
 """A series' labels as sorted (name, value) pairs: hashable, and equal for equal label sets."""
@@ -114,12 +115,15 @@ def parse(text: str, *, openmetrics: bool = False, monotonic: float | None = Non
                   time.time() if wall is None else wall, samples, types)
 
 
-def scrape(url: str, client: httpx.Client | None = None, timeout: float = 2.0) -> Scrape:
-    """GET `url` and parse it. Raises MetricsError, never an httpx or parser exception."""
+def scrape(url: str, client: httpx.Client | None = None, timeout: float = 2.0,
+           api_key: str | None = None) -> Scrape:
+    """GET `url` and parse it. Raises MetricsError, never an httpx or parser exception.
+    `api_key` is sent the way a Slipway server checks it (for a server that protects /metrics)."""
     http = client or httpx.Client(follow_redirects=True)
     started, wall = time.monotonic(), time.time()
     try:
-        response = http.get(url, timeout=timeout, headers={"Accept": ACCEPT})
+        response = http.get(url, timeout=timeout,
+                            headers={"Accept": ACCEPT, **auth_headers(api_key)})
     except httpx.TimeoutException as exc:
         raise MetricsError(f"cannot reach {url}: no answer within {timeout:g} s.",
                            "The server may be overloaded or stopped; see its log.",
@@ -168,6 +172,8 @@ KNOWN: tuple[Known, ...] = (
     Known("slipway_batch_size", "histogram", "rows per inference batch"),
     Known("slipway_inflight_requests", "gauge", "requests in flight"),
     Known("slipway_model_info", "gauge", "served model"),
+    Known("slipway_connections_closed_total", "counter",
+          "connections the server closed to protect itself, by reason"),
     Known("slipway_feature_value", "histogram", "live numeric feature values (drift)"),
     Known("slipway_feature_category_total", "counter", "live categorical feature values (drift)"),
     Known("slipway_predictions_total", "counter", "predicted labels (drift)"),

@@ -25,8 +25,9 @@ import numpy as np
 from pydantic import BaseModel
 
 from studio.core.errors import ExitStatus, StudioError, first_line
+from studio.core.files import check_not_a_source, pending_file, write_error
 from studio.core.model import datasets
-from studio.core.model.artifact import ModelArtifact
+from studio.core.model.artifact import ModelArtifact, moved
 from studio.core.model.artifact import load as load_model
 from studio.core.model.formats import sklearn as sklearn_format
 from studio.core.model.isolation import DEFAULT_TIMEOUT_S, run_isolated
@@ -97,7 +98,7 @@ def convert(artifact: ModelArtifact, output: str | Path, *, opset: int = DEFAULT
         raise ConversionError(f"'{artifact.path.name}' describes no tabular features to convert.",
                               "Only tabular scikit-learn, XGBoost and LightGBM models convert.")
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    check_not_a_source(output, artifact.model_file)
     if reference:
         # Fail fast, naming the missing column, before a child spends seconds loading the model.
         datasets.read_table(reference, artifact.schema.features)
@@ -105,7 +106,26 @@ def convert(artifact: ModelArtifact, output: str | Path, *, opset: int = DEFAULT
     tolerance = tolerance or Tolerance()
     progress.update(None, f"Converting {artifact.path.name} to ONNX (opset {opset})")
     started = time.perf_counter()
-    result = run_isolated("convert", {
+    with pending_file(output) as pending:
+        result = _convert_in_a_child(artifact, pending.path, opset, reference, tolerance, loader,
+                                     trusted, timeout, progress)
+        progress.update(0.9, "Validating the ONNX model")
+        checked = load_model(pending.path)
+        file_size = pending.path.stat().st_size
+        pending.commit()
+    report = ConversionReport(
+        source=str(artifact.path), source_format=artifact.format, output_path=str(output),
+        converter=result["converter"], opset=result["opset"], file_size=file_size,
+        seconds=round(time.perf_counter() - started, 3),
+        parity=ParityReport.model_validate(result["parity"]),
+    )
+    return Conversion(artifact=moved(checked, output), report=report)
+
+
+def _convert_in_a_child(artifact: ModelArtifact, output: Path, opset: int,
+                        reference: str | Path | None, tolerance: Tolerance, loader: str,
+                        trusted: list[str], timeout: float, progress: Progress) -> dict[str, Any]:
+    return run_isolated("convert", {
         "path": str(artifact.model_file),
         "loader": loader,
         "trusted": trusted,
@@ -119,15 +139,6 @@ def convert(artifact: ModelArtifact, output: str | Path, *, opset: int = DEFAULT
         "task": artifact.schema.task,
         "source": f"{artifact.format}:{artifact.schema.metadata.sha256}",
     }, timeout=timeout, progress=progress, what="Converting the model")
-    progress.update(0.9, "Validating the ONNX model")
-    converted = load_model(output)
-    report = ConversionReport(
-        source=str(artifact.path), source_format=artifact.format, output_path=str(output),
-        converter=result["converter"], opset=result["opset"], file_size=output.stat().st_size,
-        seconds=round(time.perf_counter() - started, 3),
-        parity=ParityReport.model_validate(result["parity"]),
-    )
-    return Conversion(artifact=converted, report=report)
 
 
 # --- child side -----------------------------------------------------------------------------------
@@ -164,7 +175,11 @@ def convert_in_child(request: dict[str, Any]) -> dict[str, Any]:
     if request.get("class_names"):
         props["slipway.class_names"] = json.dumps(request["class_names"])
     onnx.helper.set_model_props(model, props)
-    onnx.save(model, request["output"])
+    output = Path(request["output"])
+    try:
+        onnx.save(model, output)
+    except OSError as exc:  # a full disk is the disk's fault, not the model's
+        raise write_error(exc, output) from exc
     return {"converter": converter, "opset": _default_opset(model), "parity": report.model_dump()}
 
 

@@ -23,8 +23,9 @@ import onnx
 from pydantic import BaseModel
 
 from studio.core.errors import Cancelled, ExitStatus, StudioError, first_line
+from studio.core.files import check_not_a_source, pending_file, write_error
 from studio.core.model import datasets
-from studio.core.model.artifact import ModelArtifact
+from studio.core.model.artifact import ModelArtifact, moved
 from studio.core.model.artifact import load as load_model
 from studio.core.model.session import onnx_session
 from studio.core.optimize import parity
@@ -341,6 +342,7 @@ def optimize(artifact: ModelArtifact, optimization: Optimization | str, output: 
         raise OptimizationError(f"'{artifact.path.name}' is not an ONNX model yet.",
                                 "Convert it to ONNX first (slipway convert), then optimize that.")
     source, output = artifact.model_file, Path(output)
+    check_not_a_source(output, source)
     tolerance = tolerance or DEFAULT_TOLERANCES[optimization]
     report = OptimizationReport(optimization=optimization, source_path=str(source), output_path=None,
                                 applicable=True, note="", size_before=source.stat().st_size)
@@ -353,63 +355,80 @@ def optimize(artifact: ModelArtifact, optimization: Optimization | str, output: 
         return Optimized(None, report.model_copy(update={"applicable": False, "note": note}))
 
     progress.update(0.15, f"{DESCRIPTIONS[optimization]}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with tempfile.TemporaryDirectory() as scratch:
-            work = source
-            if prepared is not None:
-                work = Path(scratch) / source.name
-                onnx.save(prepared, work)
-            report.note = _apply(optimization, work, output, inputs)
-    except _NothingToDo as nothing:
-        return Optimized(None, report.model_copy(update={"applicable": False, "note": str(nothing)}))
-    except Exception as exc:  # onnxruntime's quantizers raise bare exceptions with their reasons
-        raise OptimizationError(
-            f"{DESCRIPTIONS[optimization]} failed: {first_line(exc)}",
-            "The model may use operators the quantizer does not support; the details are in the log.",
-            detail=repr(exc)) from exc
-    written = onnx.load(output)
-    if optimization in (Optimization.INT8, Optimization.INT8_STATIC) \
-            and not _quantized_nodes(written):
-        output.unlink(missing_ok=True)
-        return Optimized(None, report.model_copy(update={
-            "applicable": False,
-            "note": "The quantizer found nothing it could rewrite in this model; no file was written."}))
-    try:
-        _carry_metadata(model, written, output, optimization)
-        progress.check()
+    with pending_file(output) as pending:  # the destination changes only once all is checked
+        written = pending.path
+        try:
+            with tempfile.TemporaryDirectory() as scratch:
+                work = source
+                if prepared is not None:
+                    work = Path(scratch) / source.name
+                    onnx.save(prepared, work)
+                report.note = _apply(optimization, work, written, inputs)
+        except _NothingToDo as nothing:
+            return Optimized(None, report.model_copy(update={"applicable": False,
+                                                             "note": str(nothing)}))
+        except OSError as exc:  # a full disk is the disk's fault, not the quantizer's
+            raise write_error(exc, output) from exc
+        except Exception as exc:  # onnxruntime's quantizers raise bare exceptions with reasons
+            raise OptimizationError(
+                f"{DESCRIPTIONS[optimization]} failed: {first_line(exc)}",
+                "The model may use operators the quantizer does not support; the details are in "
+                "the log.", detail=repr(exc)) from exc
+        result = onnx.load(written)
+        if optimization in (Optimization.INT8, Optimization.INT8_STATIC) \
+                and not _quantized_nodes(result):
+            return Optimized(None, report.model_copy(update={
+                "applicable": False,
+                "note": "The quantizer found nothing it could rewrite in this model; no file was "
+                        "written."}))
+        try:
+            _carry_metadata(model, result, written, optimization)
+            progress.check()
+            _measure_and_compare(artifact, optimization, source, written, inputs, tolerance,
+                                 report, progress)
+            folded = prepared is not None and len(prepared.graph.node) < len(model.graph.node)
+            _explain_size(report, optimization, folded)
+            progress.update(0.95, "Validating the optimized model")
+            optimized = load_model(written)
+        except (Cancelled, StudioError):
+            raise  # no unchecked model is left behind: the pending file is discarded
+        except OSError as exc:
+            raise write_error(exc, output) from exc
+        except Exception as exc:  # onnxruntime cannot load or run what the optimizer wrote
+            raise OptimizationError(
+                f"The {optimization.value} model was written but does not run: "
+                f"{first_line(exc)}",
+                "Try another optimization; the details are in the log.", detail=repr(exc)) from exc
+        pending.commit()
+    report.output_path = str(output)
+    return Optimized(moved(optimized, output), report)
 
-        progress.update(0.4, "Timing the original model")
-        before = onnx_session(source)
-        report.latency_before = measure(before, inputs)
-        progress.update(0.6, "Timing the optimized model")
-        after = onnx_session(output)
-        report.latency_after = measure(after, inputs)
-        progress.update(0.8, "Checking parity with the original")
-        roles = {o.name: o.role for o in artifact.schema.outputs}
-        report.parity = parity.compare(run_model(before, inputs.feeds),
-                                       run_model(after, inputs.feeds), roles, tolerance,
-                                       inputs.described)
-        report.output_path = str(output)
-        report.size_after = output.stat().st_size
-        folded = prepared is not None and len(prepared.graph.node) < len(model.graph.node)
-        if folded:
-            report.note = " ".join(filter(None, [report.note, (
-                "The original builds its weights at run time from constant fills (Constant, "
-                "ConstantOfShape), a few bytes on disk; quantizing stores every weight.")]))
-        if optimization != Optimization.GRAPH and report.size_after >= report.size_before \
-                and not folded:
-            report.note = " ".join(filter(None, [report.note, (
-                "The result is not smaller than the original: this model's weights are too few "
-                f"for {optimization.value} to pay for its extra nodes.")]))
-        progress.update(0.95, "Validating the optimized model")
-        optimized = load_model(output)
-    except (Cancelled, StudioError):
-        output.unlink(missing_ok=True)  # no unchecked model is left behind
-        raise
-    except Exception as exc:  # onnxruntime cannot load or run what the optimizer wrote
-        output.unlink(missing_ok=True)
-        raise OptimizationError(
-            f"The {optimization.value} model was written but does not run: {first_line(exc)}",
-            "Try another optimization; the details are in the log.", detail=repr(exc)) from exc
-    return Optimized(optimized, report)
+
+def _measure_and_compare(artifact: ModelArtifact, optimization: Optimization, source: Path,
+                         written: Path, inputs: GoldenInputs, tolerance: Tolerance,
+                         report: OptimizationReport, progress: Progress) -> None:
+    """Latency before and after, and parity on the golden inputs, into `report`."""
+    progress.update(0.4, "Timing the original model")
+    before = onnx_session(source)
+    report.latency_before = measure(before, inputs)
+    progress.update(0.6, "Timing the optimized model")
+    after = onnx_session(written)
+    report.latency_after = measure(after, inputs)
+    progress.update(0.8, "Checking parity with the original")
+    roles = {o.name: o.role for o in artifact.schema.outputs}
+    report.parity = parity.compare(run_model(before, inputs.feeds), run_model(after, inputs.feeds),
+                                   roles, tolerance, inputs.described)
+    report.size_after = written.stat().st_size
+
+
+def _explain_size(report: OptimizationReport, optimization: Optimization, folded: bool) -> None:
+    """Say why the result is not smaller when it is not."""
+    if folded:
+        report.note = " ".join(filter(None, [report.note, (
+            "The original builds its weights at run time from constant fills (Constant, "
+            "ConstantOfShape), a few bytes on disk; quantizing stores every weight.")]))
+    if optimization != Optimization.GRAPH and report.size_after >= report.size_before \
+            and not folded:
+        report.note = " ".join(filter(None, [report.note, (
+            "The result is not smaller than the original: this model's weights are too few "
+            f"for {optimization.value} to pay for its extra nodes.")]))

@@ -38,12 +38,17 @@ class Reply:
         return not isinstance(self.body, str)
 
 
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The header a Slipway server checks for its API key (none without a key)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 class ModelClient:
     def __init__(self, base_url: str, api_key: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT_S):
         self.base_url = base_url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout,
+                                  headers=auth_headers(api_key))
 
     def close(self) -> None:
         self._http.close()
@@ -98,8 +103,8 @@ def curl_command(base_url: str, method: str, route: str, body: Any = None,
                  api_key: str | None = None) -> str:
     """The same request as a curl command line a person can paste into a terminal."""
     parts = ["curl", "-sS", "-X", method, shlex.quote(base_url.rstrip("/") + route)]
-    if api_key:
-        parts += ["-H", shlex.quote(f"Authorization: Bearer {api_key}")]
+    parts += [part for name, value in auth_headers(api_key).items()
+              for part in ("-H", shlex.quote(f"{name}: {value}"))]
     if body is not None:
         parts += ["-H", shlex.quote("Content-Type: application/json"),
                   "-d", shlex.quote(json.dumps(body, separators=(",", ":")))]

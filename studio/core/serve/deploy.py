@@ -1,21 +1,35 @@
 """From a loaded model to a running, ready server: the Serve stage as one function.
 
-    choose_runtime -> ensure_onnx (convert, parity gate) -> write_bundle -> build (Docker) -> run
+    check options -> choose_runtime -> ensure_onnx (convert, parity gate) -> write_bundle
+        -> build (Docker) -> run
 
 `deploy` is what `slipway serve` and the Serve page's Build & Run both call; `build_image` is its
-first half, which `slipway build` calls. A model that failed its parity check is not served unless
-the caller says so. Both hand out the log of every step (str lines: the runtime chosen and why, the
-parity verdict, the wheel download, the image build) through `progress.partial`.
+first half, which `slipway build` calls. Options that cannot work (a bad version, an API key whose
+variable is not set) are refused before anything is converted or built. A model that failed its
+parity check is not served unless the caller says so. Both hand out the log of every step (str
+lines: the runtime chosen and why, the parity verdict, the wheel download, the image build)
+through `progress.partial`.
+
+The key reaches the server through its environment at run time (the process's, the container's),
+never through the build context or the image. A deployment's stop waits for the server's shutdown
+pause and drain (`ServingOptions.stop_timeout_s`) before it kills it.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.core.model.artifact import ModelArtifact
 from studio.core.optimize import convert as convert_module
-from studio.core.serve.bundle import Bundle, ImageOptions, ServingOptions, write_bundle
+from studio.core.serve.bundle import (
+    Bundle,
+    ImageOptions,
+    ServingOptions,
+    check_serving_options,
+    write_bundle,
+)
 from studio.core.serve.runtimes.base import DEFAULT_READY_TIMEOUT_S, Deployment, DeploymentError
 from studio.core.serve.runtimes.docker import DockerRuntime, engine_status
 from studio.core.serve.runtimes.process import ProcessRuntime
@@ -57,6 +71,21 @@ def choose_runtime(preference: str = "auto") -> RuntimeChoice:
     if status.available:
         return RuntimeChoice("docker", f"{status.reason}, so the model runs in a container")
     return RuntimeChoice("process", f"{status.reason}, so the model runs as a local process")
+
+
+def server_environment(serving: ServingOptions) -> dict[str, str]:
+    """What the server's environment needs from the studio's: the API key's variable, when the
+    options ask for a key. An unset or empty one would serve without a key, so it is refused."""
+    if not serving.api_key_env:
+        return {}
+    key = os.environ.get(serving.api_key_env)
+    if not key:
+        raise DeploymentError(
+            f"The server should require the API key in ${serving.api_key_env}, but "
+            f"{serving.api_key_env} is not set{'' if key is None else ' (it is empty)'}.",
+            f"Set {serving.api_key_env} to the key before starting the studio or the command "
+            f"(export {serving.api_key_env}=...), or serve without an API key.")
+    return {serving.api_key_env: key}
 
 
 def ensure_onnx(artifact: ModelArtifact, work_dir: Path, *, serve_failed_parity: bool = False,
@@ -101,6 +130,7 @@ def build_image(artifact: ModelArtifact, options: DeployOptions | None = None, *
     """Convert if needed, write the build context and build the serving image with Docker."""
     progress = progress or quiet()
     options = options or DeployOptions()
+    check_serving_options(options.serving)
     runtime = DockerRuntime()  # no engine: say so before converting anything
     bundle = _bundle(artifact, options, with_wheels=True, progress=progress)
     tag = options.tag or bundle.default_tag
@@ -113,15 +143,19 @@ def deploy(artifact: ModelArtifact, options: DeployOptions | None = None, *,
     """Bundle, build when in Docker, run, and wait until the server is ready."""
     progress = progress or quiet()
     options = options or DeployOptions()
+    check_serving_options(options.serving)
+    environment = server_environment(options.serving)
     choice = choose_runtime(options.runtime)
     progress.partial(f"Runtime: {choice.name} ({choice.reason})")
     if choice.name == "docker":
         built = build_image(artifact, options, progress=progress)
         deployment = built.runtime.run(built.tag, built.bundle.model_name, options.port,
-                                       cpus=options.cpus, memory=options.memory,
+                                       cpus=options.cpus, memory=options.memory, env=environment,
                                        ready_timeout=options.ready_timeout, progress=progress)
         deployment.bundle_path = built.bundle.path
-        return deployment
-    bundle = _bundle(artifact, options, with_wheels=False, progress=progress)
-    return ProcessRuntime().run(bundle, options.port, ready_timeout=options.ready_timeout,
-                                progress=progress)
+    else:
+        bundle = _bundle(artifact, options, with_wheels=False, progress=progress)
+        deployment = ProcessRuntime().run(bundle, options.port, env=environment,
+                                          ready_timeout=options.ready_timeout, progress=progress)
+    deployment.stop_timeout = options.serving.stop_timeout_s
+    return deployment

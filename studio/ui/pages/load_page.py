@@ -430,7 +430,10 @@ class LoadPage(Page):
             return None
         try:
             written = loadreport.save(self.report, path)
-        except (ValueError, OSError) as exc:
+        except StudioError as error:  # the disk, said as the disk
+            self.error_banner.show_error(error)
+            return None
+        except ValueError as exc:
             self.error_banner.show_error(StudioError(f"Cannot write the report: {exc}",
                                                      "Choose a .html, .json or .csv file."))
             return None

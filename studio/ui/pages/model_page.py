@@ -23,7 +23,7 @@ from studio.core.errors import StudioError, TrustRequired
 from studio.core.model import artifact as artifacts
 from studio.core.model.artifact import ModelArtifact
 from studio.core.model.schema import ModelSchema, PipelineStep
-from studio.core.units import human_size
+from studio.core.units import human_size, printable
 from studio.ui.pages.page import Page
 from studio.ui.widgets.charts import OperatorChart
 from studio.ui.widgets.drop_zone import DropZone
@@ -210,7 +210,7 @@ class ModelPage(Page):
 
     def show_schema(self, schema: ModelSchema) -> None:
         meta = schema.metadata
-        self.title.setText(schema.name)
+        self.title.setText(printable(schema.name))
         self.subtitle.setText(
             f"{meta.format} · {schema.task} · {human_size(meta.file_size)} · sha256 {meta.sha256[:12]}"
         )
@@ -223,7 +223,8 @@ class ModelPage(Page):
         )
         self.output_table.set_outputs(schema.outputs)
         self.classes_label.setText(
-            "Classes: " + ", ".join(map(str, schema.class_names)) if schema.class_names else "")
+            "Classes: " + printable(", ".join(map(str, schema.class_names)))
+            if schema.class_names else "")
         self._show_metadata(schema)
         if meta.onnx:
             self.operators_note.setText(
@@ -251,9 +252,9 @@ class ModelPage(Page):
 
         def section(title: str, rows: list[tuple[str, object]]) -> QTreeWidgetItem:
             item = QTreeWidgetItem(tree, [title])
-            for key, value in rows:
-                child = QTreeWidgetItem(item, [key, str(value)])
-                child.setToolTip(1, str(value))
+            for key, value in rows:  # what a model file says, made safe to show
+                child = QTreeWidgetItem(item, [printable(key), printable(value)])
+                child.setToolTip(1, printable(value))
             item.setExpanded(True)
             return item
 
@@ -286,7 +287,7 @@ class ModelPage(Page):
     def _add_steps(self, parent: QTreeWidgetItem, steps: list[PipelineStep]) -> None:
         for step in steps:
             columns = f"  on {', '.join(step.columns)}" if step.columns else ""
-            item = QTreeWidgetItem(parent, [step.name, step.type + columns])
-            item.setToolTip(1, step.type + columns)
+            item = QTreeWidgetItem(parent, [printable(step.name), printable(step.type + columns)])
+            item.setToolTip(1, printable(step.type + columns))
             self._add_steps(item, step.steps)
             item.setExpanded(True)

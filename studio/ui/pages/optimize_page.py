@@ -7,7 +7,6 @@ it failed its parity check), and "Use in later stages" makes it the current mode
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.errors import StudioError
+from studio.core.files import copy_file
 from studio.core.model.artifact import ModelArtifact
 from studio.core.optimize import convert as convert_module
 from studio.core.optimize import optimize as optimize_module
@@ -405,8 +405,7 @@ class OptimizePage(Page):
 
     def save_result(self, result: StepResult, destination: Path) -> None:
         """Copy the model off the GUI thread (ONNX files can be large)."""
-        self.runner.submit(lambda progress: Path(shutil.copyfile(result.artifact.model_file,
-                                                                 destination)),
+        self.runner.submit(lambda progress: copy_file(result.artifact.model_file, destination),
                            name=f"Saving {destination.name}", on_result=self._saved,
                            on_error=self.error_banner.show_error)
 

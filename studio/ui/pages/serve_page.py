@@ -8,6 +8,7 @@ reach the log views on the GUI thread through the runner's `on_partial`.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QTabWidget,
     QWidget,
@@ -116,6 +118,16 @@ class ServePage(Page):
         self.memory.setPlaceholderText("no limit (e.g. 512m)")
         self.batching = QCheckBox("Micro-batch concurrent requests")
         self.batching.setChecked(True)
+        self.api_key_env = QLineEdit()
+        self.api_key_env.setPlaceholderText("none: anyone on this machine may call it")
+        self.api_key_env.setToolTip(
+            "The name of an environment variable of the studio that holds the key, e.g. "
+            "SLIPWAY_KEY. The server then answers only requests that carry it; the key reaches "
+            "the container or process when it starts, never the image.")
+        self.protect_metrics = QCheckBox("Require the key for /metrics too")
+        self.protect_metrics.setToolTip("Off: Prometheus scrapes /metrics without a key (it shows "
+                                        "feature histograms, label counts and the model's hash).")
+        self.api_key_env.textChanged.connect(lambda _: self._refresh())
         self.reference = QLineEdit()
         self.reference.setPlaceholderText("optional: CSV, Parquet or .npy the model was trained on")
         self.reference.setToolTip("Drift on the Monitor page is measured against this data. "
@@ -131,6 +143,8 @@ class ServePage(Page):
         right.addRow("CPUs", self.cpus)
         right.addRow("Memory", self.memory)
         right.addRow("", self.batching)
+        right.addRow("API key variable", self.api_key_env)
+        right.addRow("", self.protect_metrics)
         row = QHBoxLayout(box)
         row.addLayout(left, 3)
         row.addLayout(right, 2)
@@ -144,6 +158,8 @@ class ServePage(Page):
         self.stop_button.clicked.connect(self.stop)
         self.status = QLabel("stopped")
         self.status.setObjectName("deploymentState")
+        # A build step's line can be hundreds of characters: it must not widen the window.
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.url_label = QLabel()
         self.url_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.url_label.setOpenExternalLinks(True)
@@ -201,8 +217,10 @@ class ServePage(Page):
         self.stop_button.setEnabled(busy or running)
         self.copy_url.setEnabled(running)
         for widget in (self.runtime, self.tag, self.base_image, self.port, self.cpus, self.memory,
-                       self.batching, self.reference):
+                       self.batching, self.reference, self.api_key_env):
             widget.setEnabled(not busy and not running)
+        self.protect_metrics.setEnabled(not busy and not running
+                                        and bool(self.api_key_env.text().strip()))
 
     def _set_state(self, state: DeploymentState, detail: str = "") -> None:
         self.state = state
@@ -213,6 +231,12 @@ class ServePage(Page):
         self._refresh()
         self.state_changed.emit(state.value)
 
+    def served_key(self) -> str | None:
+        """The key the running server checks (from the variable named in the form), so the pages
+        that talk to it can send it; None when it checks none."""
+        variable = self.api_key_env.text().strip()
+        return os.environ.get(variable) or None if variable and self.deployment else None
+
     def options(self) -> DeployOptions:
         return DeployOptions(
             runtime=self.runtime.currentData(),
@@ -222,7 +246,10 @@ class ServePage(Page):
             memory=self.memory.text().strip() or None,
             serving=ServingOptions(batching=self.batching.isChecked(),
                                    reference_data=Path(self.reference.text().strip())
-                                   if self.reference.text().strip() else None),
+                                   if self.reference.text().strip() else None,
+                                   api_key_env=self.api_key_env.text().strip() or None,
+                                   protect_metrics=self.protect_metrics.isChecked()
+                                   and bool(self.api_key_env.text().strip())),
             image=ImageOptions(base_image=self.base_image.text().strip() or DEFAULT_BASE_IMAGE),
         )
 
@@ -248,6 +275,7 @@ class ServePage(Page):
             self._set_state(DeploymentState.STARTING, message)
         elif self.state == DeploymentState.BUILDING:
             self.status.setText(f"building: {message}")
+            self.status.setToolTip(message)
 
     def _ready(self, deployment: Deployment) -> None:
         self.deployment = deployment

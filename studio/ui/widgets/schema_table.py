@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.model.schema import FeatureSpec, OutputSpec, TensorSpec, shape_text
+from studio.core.units import printable
 
 
 class _Table(QTableWidget):
@@ -30,9 +31,9 @@ class _Table(QTableWidget):
     def set_rows(self, rows: Sequence[Sequence[str]]) -> None:
         self.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            for c, text in enumerate(row):
-                item = QTableWidgetItem(text)
-                item.setToolTip(text)
+            for c, text in enumerate(row):  # names and values from a model file
+                item = QTableWidgetItem(printable(text))
+                item.setToolTip(printable(text))
                 self.setItem(r, c, item)
 
     def column_values(self, column: int) -> list[str]:

@@ -149,3 +149,49 @@ def test_a_truncated_pickle_file_says_why(tmp_path, sklearn_models):
     error = load_error(path, trust=True)
     assert error.message.startswith("'half.pkl' is not a readable pickle or joblib file: ")
     assert error.message.split("joblib file: ", 1)[1].strip(" .:")
+
+
+def _peak_memory_of_loading(path) -> tuple[str, int]:
+    """Load `path` in a fresh Python: (the error message, the peak resident memory in MiB)."""
+    import subprocess
+    import sys
+
+    script = ("import resource, sys\n"
+              "from studio.core.errors import StudioError\n"
+              "from studio.core.model.artifact import load\n"
+              "try:\n"
+              f"    load({str(path)!r})\n"
+              "    message = 'loaded'\n"
+              "except StudioError as exc:\n"
+              "    message = exc.message\n"
+              "print(message)\n"
+              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, check=True)
+    message, peak_mib = result.stdout.strip().splitlines()[-2:]
+    return message, int(peak_mib)
+
+
+@pytest.mark.parametrize("size_gib", [1.5, 2.0])
+def test_a_huge_file_of_zeros_named_onnx_is_refused_without_reading_it(tmp_path, size_gib):
+    path = tmp_path / "zeros.onnx"
+    with open(path, "wb") as sparse:
+        sparse.truncate(int(size_gib * 1024**3))  # no disk used, reads as zeros
+    message, peak_mib = _peak_memory_of_loading(path)
+    assert message.startswith("'zeros.onnx' ")
+    assert ONNX_DAMAGED in message or "cannot exceed 2 GiB" in message
+    assert peak_mib < 600, f"{peak_mib} MiB were used to refuse it"
+
+
+def test_unreadable_studio_metadata_in_an_onnx_file_is_set_aside_with_a_warning(tmp_path,
+                                                                               light_onnx):
+    model = onnx.load(light_onnx / "light_squeezenet.onnx")
+    for key, value in (("slipway.features", "{not json"), ("slipway.class_names", '{"a": 1}')):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    path = tmp_path / "tagged.onnx"
+    onnx.save_model(model, path)
+    schema = load(path).schema
+    assert schema.features == [] and schema.class_names is None
+    assert len(schema.metadata.warnings) == 2
+    assert all("metadata is not readable and was ignored" in w for w in schema.metadata.warnings)

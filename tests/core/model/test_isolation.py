@@ -3,6 +3,7 @@ cancelled, and the studio stays in control and says what happened."""
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 import pickle
@@ -11,9 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from child_processes import StandInStudio, kill_if_alive, parent_of, wait_until_gone
 
 from studio.core.errors import Cancelled, ModelLoadError, StudioError, TrustRequired
 from studio.core.model.artifact import load
+from studio.core.model.isolation import DEFAULT_FILE_SIZE_LIMIT, machine_memory, run_isolated
 from studio.core.tasks import Progress
 
 MISSING_MODULE = "slipway_test_no_such_module"
@@ -224,3 +227,158 @@ def test_files_next_to_the_model_cannot_shadow_the_loaders_libraries(tmp_path, m
     schema = load("model.skops").schema
     assert not marker.exists(), "the loader imported code from the current folder"
     assert schema.task == "classification"
+
+
+# --- the child is kept apart: environment, folder, limits, session, lifetime ---------------------
+
+class RunsCode:
+    """Unpickling this runs `source` with exec (a builtin): the test's own code, trusted."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def __reduce__(self):
+        return (exec, (self.source,))
+
+
+NOT_A_MODEL = "The file holds a builtins.NoneType, not a model: it has no predict or transform method."
+SECRETS = {"AWS_SECRET_ACCESS_KEY": "aws-secret", "GITHUB_TOKEN": "gh-token",
+           "OPENAI_API_KEY": "sk-key", "SLIPWAY_API_KEY": "served-key"}
+
+RECORDS_ITS_SURROUNDINGS = """
+import json, os, resource
+json.dump({{
+    "environment": dict(os.environ),
+    "cwd": os.getcwd(),
+    "cwd_entries": os.listdir("."),
+    "memory": resource.getrlimit(resource.RLIMIT_DATA),
+    "file_size": resource.getrlimit(resource.RLIMIT_FSIZE),
+    "core": resource.getrlimit(resource.RLIMIT_CORE),
+    "leads_its_session": os.getsid(0) == os.getpid(),
+}}, open({record!r}, "w"))
+"""
+
+
+@pytest.fixture(scope="module")
+def surroundings(tmp_path_factory) -> dict:
+    """What model code saw while the studio, holding secrets in its environment, loaded it."""
+    folder = tmp_path_factory.mktemp("surroundings")
+    record = folder / "record.json"
+    path = write_pickle(folder, "records.pkl", RunsCode(RECORDS_ITS_SURROUNDINGS.format(
+        record=str(record))))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in SECRETS.items():
+            patch.setenv(name, value)
+        with pytest.raises(ModelLoadError) as caught:
+            load(path, trust=True)
+    assert caught.value.message == NOT_A_MODEL
+    return json.loads(record.read_text())
+
+
+def test_model_code_sees_no_secrets_of_the_studios_environment(surroundings):
+    environment = surroundings["environment"]
+    assert not set(SECRETS) & set(environment)
+    assert not set(SECRETS.values()) & set(environment.values())
+    assert environment["PATH"] == os.environ["PATH"]
+    assert environment["HOME"] != os.environ.get("HOME")
+
+
+def test_model_code_runs_in_an_empty_folder_of_its_own_that_is_removed_afterwards(surroundings):
+    cwd = Path(surroundings["cwd"])
+    assert surroundings["cwd_entries"] == []
+    assert cwd != Path.cwd()
+    home, tmp = Path(surroundings["environment"]["HOME"]), Path(surroundings["environment"]["TMPDIR"])
+    assert not cwd.exists() and not home.exists() and not tmp.exists()
+
+
+def test_model_code_runs_under_limits_in_a_session_of_its_own(surroundings):
+    assert surroundings["memory"] == [machine_memory()] * 2
+    assert surroundings["file_size"] == [DEFAULT_FILE_SIZE_LIMIT] * 2
+    assert DEFAULT_FILE_SIZE_LIMIT >= 2 * 2**30  # what an ONNX file can hold: conversions write it
+    assert surroundings["core"] == [0, 0]
+    assert surroundings["leads_its_session"]
+
+
+def test_a_pickle_that_allocates_far_beyond_the_memory_limit_is_a_clear_error(tmp_path):
+    path = write_pickle(tmp_path, "greedy.pkl", RunsCode("b'x' * (4 << 30)"))
+    with pytest.raises(ModelLoadError) as caught:
+        run_isolated("inspect", {"path": str(path), "loader": "pickle"}, memory_limit=1 << 30)
+    assert caught.value.message == ("Loading the model needed more memory than the loader may use "
+                                    "(1.0 GiB).")
+    assert "more memory" in caught.value.hint
+    assert "MemoryError" in caught.value.detail
+
+
+STARTS_A_HELPER_AND_WAITS = """
+import subprocess, sys, time
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+open({record!r}, "w").write(str(helper.pid))
+time.sleep(300)
+"""
+
+
+def helper_pickle(folder: Path) -> tuple[Path, Path]:
+    """A pickle whose loading starts a helper process (its pid written to the second path) and
+    then never finishes."""
+    record = folder / "helper.pid"
+    return write_pickle(folder, "starts_helper.pkl", RunsCode(
+        STARTS_A_HELPER_AND_WAITS.format(record=str(record)))), record
+
+
+@needs_proc
+def test_what_the_model_started_is_killed_with_it_at_the_time_limit(tmp_path):
+    path, record = helper_pickle(tmp_path)
+    with pytest.raises(ModelLoadError, match="took longer than 10 s"):
+        load(path, trust=True, timeout=10)
+    assert record.exists(), "the loader never started its helper within the time limit"
+    helper = int(record.read_text())
+    try:
+        assert wait_until_gone(helper), "the model's helper process outlived the time-limit kill"
+    finally:
+        kill_if_alive(helper)
+
+
+def test_a_long_load_from_a_thread_that_ends_runs_to_its_end(tmp_path):
+    path = write_pickle(tmp_path, "slow_nothing.pkl", RunsCode("import time; time.sleep(3)"))
+    outcome: dict = {}
+
+    def load_and_end():
+        try:
+            load(path, trust=True)
+        except ModelLoadError as exc:
+            outcome["message"] = exc.message
+
+    worker = threading.Thread(target=load_and_end)
+    worker.start()
+    worker.join(120)
+    assert outcome["message"] == NOT_A_MODEL  # the loader answered: it was not killed
+
+
+LOADS_IN_A_STAND_IN_STUDIO = """
+import sys
+from studio.core.model.artifact import load
+load(sys.argv[1], trust=True)
+"""
+
+
+@needs_proc
+def test_the_loader_and_what_it_started_die_with_a_studio_killed_with_sigkill(tmp_path):
+    path, record = helper_pickle(tmp_path)
+    studio = StandInStudio(LOADS_IN_A_STAND_IN_STUDIO, str(path))
+    loader = helper = None
+    try:
+        deadline = time.monotonic() + 120
+        while not record.exists() or not record.read_text():
+            assert studio.process.poll() is None, studio.process.stderr.read()
+            assert time.monotonic() < deadline, "the loader never started its helper"
+            time.sleep(0.05)
+        helper = int(record.read_text())
+        loader = parent_of(helper)
+        studio.kill()
+        assert wait_until_gone(loader), "the loader outlived the studio"
+        assert wait_until_gone(helper), "the model's helper process outlived the studio"
+    finally:
+        studio.close()
+        for pid in (loader, helper):
+            if pid:
+                kill_if_alive(pid)

@@ -165,3 +165,76 @@ def test_mlmodel_naming_a_file_outside_its_folder(tmp_path, sklearn_models):
         load(folder, trust=True)
     assert caught.value.message == ("The MLmodel file names '../elsewhere.pkl', which is not in "
                                     "the model's folder.")
+
+
+# --- hostile folders --------------------------------------------------------------------------
+
+def _copy_with_mlmodel(source, tmp_path, edit):
+    """A copy of a real MLflow folder whose MLmodel document `edit` changes."""
+    import shutil
+
+    folder = tmp_path / source.name
+    shutil.copytree(source, folder)
+    document = yaml.safe_load((folder / "MLmodel").read_text())
+    edit(document)
+    (folder / "MLmodel").write_text(yaml.safe_dump(document))
+    return folder
+
+
+def test_an_input_example_outside_the_folder_is_not_read(tmp_path, mlflow_sklearn_skops):
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"columns": ["plan", "region", "age", "monthly_spend"],
+                                  "data": [["SECRET-TOKEN", "SECRET", 1.0, 2.0]]}))
+
+    def point_outside(document):
+        document["saved_input_example_info"] = {"artifact_path": str(secret), "type": "dataframe"}
+
+    folder = _copy_with_mlmodel(mlflow_sklearn_skops.path, tmp_path, point_outside)
+    schema = load(folder).schema
+    assert "SECRET" not in schema.to_json()
+    assert any("outside the model's folder" in w for w in schema.metadata.warnings)
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "../input_example.json"],
+                         ids=["device", "relative-escape"])
+def test_an_input_example_that_is_not_a_file_in_the_folder_is_refused(tmp_path,
+                                                                      mlflow_sklearn_skops,
+                                                                      target):
+    (tmp_path / "input_example.json").write_text('{"columns": ["age"], "data": [[99999]]}')
+
+    def point_at(document):
+        document["saved_input_example_info"] = {"artifact_path": target, "type": "dataframe"}
+
+    folder = _copy_with_mlmodel(mlflow_sklearn_skops.path, tmp_path, point_at)
+    schema = load(folder).schema  # ends: /dev/zero is never read
+    assert 99999 not in [f.example for f in schema.features]
+    assert schema.metadata.warnings
+
+
+def test_a_huge_input_example_is_not_read(tmp_path, mlflow_sklearn_skops):
+    folder = _copy_with_mlmodel(mlflow_sklearn_skops.path, tmp_path, lambda document: None)
+    with open(folder / "input_example.json", "r+b") as example:
+        example.truncate(64 * 1024 * 1024)  # sparse: no disk used
+    schema = load(folder).schema
+    assert any("larger than" in w for w in schema.metadata.warnings)
+
+
+@pytest.mark.parametrize("inputs", ['{"not": "a list"}', '[1, 2, 3]', '[{"type": "double"}]',
+                                    '[{"name": "age"}]', None],
+                         ids=["object", "numbers", "no-name", "no-type", "not-text"])
+def test_a_signature_that_is_not_a_list_of_columns_falls_back_to_the_model(tmp_path,
+                                                                          mlflow_sklearn_skops,
+                                                                          inputs):
+    def damage(document):
+        document["signature"] = {"inputs": inputs} if inputs is not None else ["inputs"]
+
+    folder = _copy_with_mlmodel(mlflow_sklearn_skops.path, tmp_path, damage)
+    features = load(folder).schema.features
+    assert [f.name for f in features] == list(mlflow_sklearn_skops.X.columns)
+
+
+def test_a_flavor_that_is_not_a_mapping_is_a_clear_error(tmp_path):
+    folder = _folder(tmp_path, "flavors:\n  onnx: [model.onnx]\n")
+    with pytest.raises(ModelLoadError) as caught:
+        load(folder)
+    assert "which is not in the model's folder" in caught.value.message

@@ -32,6 +32,8 @@ COLUMN_TYPES = {
     "datetime": "string",
 }
 PROPERTY_KEYS = ("mlflow_version", "run_id", "model_uuid", "utc_time_created", "artifact_path")
+MAX_EXAMPLE_BYTES = 1024 * 1024
+"""An input example holds a few rows; a larger file is not read (and not trusted to be one)."""
 
 
 def read_mlmodel(folder: Path) -> dict[str, Any]:
@@ -62,15 +64,21 @@ def read_mlmodel(folder: Path) -> dict[str, Any]:
 
 
 def signature_features(document: dict[str, Any]) -> list[FeatureSpec] | None:
-    """Features named by a column-based signature; None for tensor signatures or none at all."""
-    signature = document.get("signature") or {}
+    """Features named by a column-based signature; None for tensor signatures or none at all.
+
+    MLflow writes the inputs as a JSON list of {"name", "type"} columns; anything else (a hand-made
+    or damaged MLmodel) is no column signature, and the estimator's own description is used."""
+    signature = document.get("signature")
+    if not isinstance(signature, dict) or not isinstance(signature.get("inputs"), str):
+        return None
     try:
-        columns = json.loads(signature.get("inputs") or "null")
+        columns = json.loads(signature["inputs"])
     except json.JSONDecodeError:
         return None
     if not isinstance(columns, list) or not columns:
         return None
-    if any(c.get("type") == "tensor" or "name" not in c for c in columns):
+    if not all(isinstance(c, dict) and isinstance(c.get("name"), str | int)
+               and isinstance(c.get("type"), str) and c["type"] != "tensor" for c in columns):
         return None
     features = []
     for column in columns:
@@ -80,14 +88,30 @@ def signature_features(document: dict[str, Any]) -> list[FeatureSpec] | None:
     return features
 
 
-def _example_row(folder: Path, document: dict[str, Any]) -> dict[str, Any]:
-    info = document.get("saved_input_example_info") or {}
-    example = folder / info.get("artifact_path", "input_example.json")
+def _example_row(folder: Path, document: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The first row of the saved input example (column -> value), and a warning when the file
+    is named but cannot be used. The file must be a regular file inside the model's folder and
+    small: an MLmodel could otherwise name /etc/passwd (its text would become example values) or
+    /dev/zero (read without end)."""
+    info = document.get("saved_input_example_info")
+    name = info.get("artifact_path") if isinstance(info, dict) else None
+    named = isinstance(name, str) and bool(name)
+    inside = folder.resolve()
+    example = (inside / (name if named else "input_example.json")).resolve()
+    if not example.is_relative_to(inside):
+        return {}, (f"The input example '{name}' is outside the model's folder and was not read.")
     try:
-        data = json.loads(example.read_text())
-        return dict(zip(data["columns"], data["data"][0]))
+        if not example.is_file():  # also refuses devices and fifos
+            return {}, (f"The input example '{name}' is not a file." if named else None)
+        if example.stat().st_size > MAX_EXAMPLE_BYTES:
+            return {}, (f"The input example '{example.name}' is larger than "
+                        f"{MAX_EXAMPLE_BYTES // 1024} KiB and was not read.")
+        data = json.loads(example.read_bytes()[:MAX_EXAMPLE_BYTES])
+        row = dict(zip(data["columns"], data["data"][0]))
     except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return {}
+        return {}, f"The input example '{example.name}' is not MLflow's split-orient JSON."
+    scalars = {str(k): v for k, v in row.items() if isinstance(v, str | int | float | bool)}
+    return scalars, None
 
 
 def _merge(signature: list[FeatureSpec], described: list[FeatureSpec],
@@ -109,7 +133,10 @@ def _merge(signature: list[FeatureSpec], described: list[FeatureSpec],
     return merged
 
 
-def _model_file(folder: Path, name: str) -> Path:
+def _model_file(folder: Path, name: Any) -> Path:
+    if not isinstance(name, str) or not name:
+        raise ModelLoadError(f"The MLmodel file in '{folder.name}' does not name its model file.",
+                             "Save the model again with MLflow.")
     model_file = (folder / name).resolve()
     if not model_file.is_relative_to(folder.resolve()) or not model_file.is_file():
         raise ModelLoadError(f"The MLmodel file names '{name}', which is not in the model's folder.",
@@ -120,9 +147,10 @@ def _model_file(folder: Path, name: str) -> Path:
 def load_mlflow(folder: Path, *, trust: bool, timeout: float, memory_limit: int | None,
                 progress: Progress) -> tuple[ModelSchema, Path]:
     document = read_mlmodel(folder)
-    flavors = document["flavors"]
+    flavors = {name: flavor if isinstance(flavor, dict) else {}
+               for name, flavor in document["flavors"].items()}
     signature = signature_features(document)
-    example = _example_row(folder, document)
+    example, example_warning = _example_row(folder, document)
     if "onnx" in flavors:
         model_file = _model_file(folder, flavors["onnx"].get("data", "model.onnx"))
         schema, _ = onnx_format.inspect_onnx(model_file, memory_limit=memory_limit)
@@ -149,7 +177,7 @@ def load_mlflow(folder: Path, *, trust: bool, timeout: float, memory_limit: int 
                                        per_column=description.get("column_inputs", False))
     else:
         raise ModelLoadError(
-            f"The MLflow model in '{folder.name}' has the flavors {', '.join(sorted(flavors))}; "
+            f"The MLflow model in '{folder.name}' has the flavors {', '.join(sorted(map(str, flavors)))}; "
             "Slipway Studio reads the sklearn and onnx flavors.",
             "Log the model with mlflow.sklearn or mlflow.onnx, or convert it to ONNX first.",
         )
@@ -159,5 +187,7 @@ def load_mlflow(folder: Path, *, trust: bool, timeout: float, memory_limit: int 
     schema.metadata.properties.update(
         {key: str(document[key]) for key in PROPERTY_KEYS if document.get(key)}
     )
-    schema.metadata.properties["flavors"] = ", ".join(sorted(flavors))
+    schema.metadata.properties["flavors"] = ", ".join(sorted(map(str, flavors)))
+    if example_warning:
+        schema.metadata.warnings.append(example_warning)
     return schema, model_file

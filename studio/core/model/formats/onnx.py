@@ -12,8 +12,9 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -30,6 +31,8 @@ from studio.core.model.schema import (
     TensorSpec,
 )
 from studio.core.units import human_size
+
+T = TypeVar("T")
 
 PROTOBUF_LIMIT = 2 * 1024**3
 # An inference session holds the weights about twice over while it optimizes the graph.
@@ -163,16 +166,42 @@ def _check_memory(total_bytes: int, memory_limit: int | None) -> None:
         )
 
 
+# The first field of a serialized ModelProto, as (field number, wire type): ONNX writers start
+# with ir_version, but protobuf allows any order, so every top-level field of onnx.proto counts.
+MODEL_FIELDS = {(1, 0), (2, 2), (3, 2), (4, 2), (5, 0), (6, 2), (7, 2), (8, 2), (14, 2), (20, 2),
+                (25, 2), (26, 2)}
+
+
+def _check_head(path: Path) -> None:
+    """Refuse a file whose first bytes cannot start an ONNX model before parsing reads all of it
+    (a 2 GiB file of zeros would otherwise be read whole into memory to fail)."""
+    with open(path, "rb") as handle:
+        head = handle.read(10)
+    key, shift = 0, 0
+    for byte in head:  # the field key is a varint
+        key |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    else:
+        key = 0
+    if (key >> 3, key & 7) not in MODEL_FIELDS:
+        raise _unreadable(path, f"the first bytes {head.hex()} start no field of a ModelProto")
+
+
+def _unreadable(path: Path, detail: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"'{path.name}' is not a readable ONNX model: the file is damaged, truncated or not "
+        "ONNX at all.",
+        "Export the model again, or check the copy finished.", detail=detail)
+
+
 def _parse(path: Path) -> ModelProto:
     try:
         return onnx.load(str(path), load_external_data=False)
-    except (DecodeError, RuntimeWarning, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
-        raise ModelLoadError(
-            f"'{path.name}' is not a readable ONNX model: the file is damaged, truncated or not "
-            "ONNX at all.",
-            "Export the model again, or check the copy finished.",
-            detail=str(exc),
-        ) from exc
+    except (DecodeError, RuntimeWarning, ValueError,
+            onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
+        raise _unreadable(path, str(exc)) from exc
 
 
 def _check(path: Path) -> None:
@@ -186,11 +215,35 @@ def _check(path: Path) -> None:
         ) from exc
 
 
+def _slipway_property(props: dict[str, str], key: str, read: Callable[[Any], T],
+                      warnings: list[str]) -> T | None:
+    """What the studio's converter stored under `key`, or None with a warning when it is not
+    readable: the property is a hint (names, classes), so a damaged one is set aside, not fatal."""
+    if key not in props:
+        return None
+    try:
+        return read(json.loads(props[key]))
+    except (ValueError, TypeError, KeyError) as exc:  # JSON, pydantic and shape errors
+        warnings.append(f"The model's '{key}' metadata is not readable and was ignored "
+                        f"({first_line(exc)[:120]}).")
+        return None
+
+
+def _class_names(value: Any) -> list:
+    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+        raise ValueError("expected a list of class names")
+    return value
+
+
+def _feature_list(value: Any) -> list[FeatureSpec]:
+    if not isinstance(value, list):
+        raise ValueError("expected a list of features")
+    return [FeatureSpec.model_validate(f) for f in value]
+
+
 def _task_and_classes(model: ModelProto, props: dict[str, str], operators: Counter[str],
-                      outputs: list[ValueInfoProto]) -> tuple[Task, list | None]:
-    classes: list | None = None
-    if CLASS_NAMES_PROPERTY in props:
-        classes = json.loads(props[CLASS_NAMES_PROPERTY])
+                      outputs: list[ValueInfoProto], warnings: list[str]) -> tuple[Task, list | None]:
+    classes = _slipway_property(props, CLASS_NAMES_PROPERTY, _class_names, warnings)
     for node in _nodes(model.graph):
         if node.op_type in CLASSIFIER_OPS and classes is None:
             for attribute in node.attribute:
@@ -216,9 +269,11 @@ def _output_role(name: str, task: Task) -> str:
     return "tensor"
 
 
-def _features(props: dict[str, str], inputs: list[TensorSpec]) -> list[FeatureSpec]:
-    if FEATURES_PROPERTY in props:
-        return [FeatureSpec.model_validate(f) for f in json.loads(props[FEATURES_PROPERTY])]
+def _features(props: dict[str, str], inputs: list[TensorSpec],
+              warnings: list[str]) -> list[FeatureSpec]:
+    stored = _slipway_property(props, FEATURES_PROPERTY, _feature_list, warnings)
+    if stored is not None:
+        return stored
     if inputs and all(t.shape[1:] == [1] for t in inputs):
         return [
             FeatureSpec(
@@ -246,13 +301,14 @@ def inspect_onnx(path: Path, *, memory_limit: int | None = None) -> tuple[ModelS
     """Validate an ONNX file and describe it. Returns the schema and the parsed graph (weights
     stored externally are not read)."""
     size = path.stat().st_size
-    if size > PROTOBUF_LIMIT:
+    if size >= PROTOBUF_LIMIT:
         raise ModelLoadError(
             f"'{path.name}' is {human_size(size)}; a single ONNX file cannot exceed 2 GiB.",
             "Save the weights as external data next to the model (onnx.save_model with "
             "save_as_external_data=True).",
         )
     _check_memory(size, memory_limit)
+    _check_head(path)
     model = _parse(path)
     if not model.graph.node and not model.graph.output:
         raise ModelLoadError(
@@ -268,7 +324,8 @@ def inspect_onnx(path: Path, *, memory_limit: int | None = None) -> tuple[ModelS
     inputs = [TensorSpec(name=i.name, dtype=_type_text(i), shape=_shape(i)) for i in graph_inputs]
     operators = Counter(node.op_type for node in _nodes(model.graph))
     props = {p.key: p.value for p in model.metadata_props}
-    task, classes = _task_and_classes(model, props, operators, list(model.graph.output))
+    warnings: list[str] = []
+    task, classes = _task_and_classes(model, props, operators, list(model.graph.output), warnings)
     outputs = [
         OutputSpec(name=o.name, role=_output_role(o.name, task), dtype=_type_text(o), shape=_shape(o))
         for o in model.graph.output
@@ -290,7 +347,7 @@ def inspect_onnx(path: Path, *, memory_limit: int | None = None) -> tuple[ModelS
         name=path.stem,
         task=task,
         inputs=inputs,
-        features=_features(props, inputs),
+        features=_features(props, inputs, warnings),
         outputs=outputs,
         class_names=classes,
         metadata=ModelMetadata(
@@ -300,6 +357,7 @@ def inspect_onnx(path: Path, *, memory_limit: int | None = None) -> tuple[ModelS
             sha256="",
             onnx=info,
             library_versions={"onnx": onnx.__version__},
+            warnings=warnings,
         ),
     )
     return schema, model

@@ -3,7 +3,8 @@
 Parent side (the studio's own process): `load_pickle` and `load_skops` decide whether the file may
 be loaded at all and then hand it to a child process (`studio.core.model.isolation`). A pickle imports
 and calls whatever it names, so it loads only with the user's explicit trust; before asking, the
-studio lists what the file would import, read statically from its opcodes without running it.
+studio lists what the file would import and call, the dangerous ones first, read from its opcodes
+without running it (`studio.core.model.pickle_scan`).
 A skops file lists the types it would instantiate, and only unknown ones need trust.
 
 Child side: `inspect_in_child` unpickles (or reads) the estimator and describes it as plain data:
@@ -12,13 +13,12 @@ task, features with their kinds and categories, outputs and pipeline steps.
 
 from __future__ import annotations
 
-import io
-import pickletools
 from pathlib import Path
 from typing import Any
 
 from studio.core.errors import ModelLoadError, TrustRequired
 from studio.core.model.isolation import run_isolated
+from studio.core.model.pickle_scan import scan_pickle
 from studio.core.model.schema import (
     FeatureSpec,
     ModelMetadata,
@@ -31,56 +31,9 @@ from studio.core.model.schema import (
 from studio.core.tasks import Progress
 
 PICKLE_SUFFIXES = {".joblib", ".pkl", ".pickle"}
-# joblib's compressed files start with these magics; their opcodes cannot be read without inflating.
-# A zlib header's second byte depends on the level: joblib's compress=1..9 write all four.
-COMPRESSED_MAGICS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda", b"\x1f\x8b", b"BZh",
-                     b"\xfd7zXZ", b"\x5d\x00", b"\x04\x22\x4d\x18")
 
 
 # --- parent side ---------------------------------------------------------------------------------
-
-def pickle_imports(path: Path, limit: int = 64 * 1024**2) -> list[str]:
-    """The module attributes a pickle would import, read from its opcodes without executing it.
-
-    joblib embeds raw array bytes between pickle opcodes, so the scan may stop early: the list then
-    ends with a note saying it is partial.
-    """
-    data = path.read_bytes()[:limit]
-    if data.startswith(COMPRESSED_MAGICS):
-        return ["(compressed file: the imports cannot be listed without decompressing it)"]
-    found: list[str] = []
-    recent: list[Any] = []  # values of the most recent pushes, for STACK_GLOBAL's two arguments
-    memo: dict[int, Any] = {}
-    end = 0
-    partial = "(the scan stopped at embedded binary data: this list may be partial)"
-    try:
-        for opcode, arg, position in pickletools.genops(io.BytesIO(data)):
-            end = position + 1
-            name = opcode.name
-            if name == "GLOBAL":
-                found.append(str(arg).replace(" ", "."))
-            elif name == "STACK_GLOBAL":
-                module, attribute = ([None, None] + recent)[-2:]
-                if isinstance(module, str) and isinstance(attribute, str):
-                    found.append(f"{module}.{attribute}")
-            if name == "MEMOIZE":
-                memo[len(memo)] = recent[-1] if recent else None
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                memo[int(arg)] = recent[-1] if recent else None
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
-                recent.append(memo.get(int(arg)))
-            elif isinstance(arg, str) and ("UNICODE" in name or name.endswith("STRING")):
-                recent.append(arg)
-            elif name not in ("FRAME", "PROTO"):
-                recent.append(None)
-            del recent[:-2]
-    except (ValueError, EOFError, KeyError, TypeError):
-        found.append(partial)
-    else:
-        if end < len(data):  # a STOP byte inside array data ends the scan early
-            found.append(partial)
-    return list(dict.fromkeys(found))
-
 
 def load_pickle(path: Path, *, trust: bool, timeout: float, progress: Progress) -> dict[str, Any]:
     if not trust:
@@ -88,7 +41,7 @@ def load_pickle(path: Path, *, trust: bool, timeout: float, progress: Progress) 
             f"'{path.name}' is a Python pickle: loading it runs any code it contains.",
             "Load it only if you trust where it came from (in the app: Trust and load; on the "
             "command line: --trust). Saving models with skops avoids this.",
-            reasons=pickle_imports(path),
+            findings=scan_pickle(path, progress=progress),
         )
     return run_isolated("inspect", {"path": str(path), "loader": "pickle"}, timeout=timeout,
                         progress=progress)

@@ -17,6 +17,7 @@ from studio.core.tasks import Progress, quiet
 
 READY_POLL_S = 0.1
 DEFAULT_READY_TIMEOUT_S = 60.0
+DEFAULT_STOP_TIMEOUT_S = 10.0
 CONTAINER_PORT = 8000
 
 
@@ -78,6 +79,9 @@ class Deployment(ABC):
         self.state = DeploymentState.STARTING
         self.bundle_path: Path | None = None
         """The build context it was made from (model.onnx, serving.json), when known."""
+        self.stop_timeout = DEFAULT_STOP_TIMEOUT_S
+        """How long stop() lets the server drain before it is killed, unless told otherwise:
+        `deploy` sets it from the serving options, so in-flight requests may finish."""
 
     @abstractmethod
     def exit_reason(self) -> str | None:
@@ -100,9 +104,9 @@ class Deployment(ABC):
         the server's own process metrics)."""
         return None
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         if self.state != DeploymentState.STOPPED:
-            self._stop(timeout)
+            self._stop(self.stop_timeout if timeout is None else timeout)
             self.state = DeploymentState.STOPPED
 
     def started(self, timeout: float, progress: Progress | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from studio.core.serve.runtimes.base import (
     choose_port,
 )
 from studio.core.tasks import Progress, quiet
+from studio.core.workspace import data_root, installation_id
 
 ENGINE_PROBE_TIMEOUT_S = 2.0
 
@@ -58,7 +60,30 @@ def engine_status(timeout: float = ENGINE_PROBE_TIMEOUT_S) -> EngineStatus:
 
 MANAGED_LABEL = "io.slipway.managed"
 MODEL_LABEL = "io.slipway.model.name"
+INSTALLATION_LABEL = "io.slipway.installation"
+"""On the containers this installation starts: images carry MANAGED_LABEL too, so a container a
+person runs from one by hand has it, and must not be listed or cleaned up as the studio's."""
 BUILD_TIMEOUT_S = 1800
+# The server writes nothing but temporary files (Python's tempfile, in /tmp), so the root
+# filesystem is read-only and /tmp a small tmpfs. No capability is needed to listen on 8000 as
+# user 10001, and the process count is bounded (the engine counts threads as processes).
+HARDENING = {
+    "read_only": True,
+    "tmpfs": {"/tmp": "rw,nosuid,nodev,noexec,size=64m,mode=1777"},
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges:true"],
+    "pids_limit": 256,
+}
+
+
+def _installation_id() -> str:
+    try:
+        return installation_id()
+    except OSError as exc:
+        raise DeploymentError(
+            f"The studio cannot keep its installation id in {data_root()}: {exc.strerror or exc}.",
+            "It marks the containers this installation starts: make that folder writable, or set "
+            "XDG_DATA_HOME to one that is.", detail=repr(exc)) from exc
 
 
 def _client(timeout: float = 60.0):
@@ -134,7 +159,8 @@ class DockerRuntime:
             memory: str | None = None, env: dict[str, str] | None = None,
             ready_timeout: float = DEFAULT_READY_TIMEOUT_S,
             progress: Progress | None = None) -> DockerDeployment:
-        """Run the image with its port published on 127.0.0.1 and wait until it is ready."""
+        """Run the image, hardened, with its port published on 127.0.0.1 and wait until it is
+        ready. `env` reaches the container only: an API key never enters the image."""
         from docker.errors import APIError, ImageNotFound
 
         progress = progress or quiet()
@@ -143,10 +169,11 @@ class DockerRuntime:
         try:
             container = self.client.containers.run(
                 tag, detach=True, ports={f"{SERVER_PORT}/tcp": ("127.0.0.1", port)},
-                labels={MANAGED_LABEL: "true", MODEL_LABEL: name},
+                labels={MANAGED_LABEL: "true", MODEL_LABEL: name,
+                        INSTALLATION_LABEL: _installation_id()},
                 name=f"slipway-{name.lower()}-{port}",
                 nano_cpus=int(cpus * 1e9) if cpus else None, mem_limit=memory or None,
-                environment=env or {})
+                environment=env or {}, **HARDENING)
         except ImageNotFound as exc:
             raise DeploymentError(f"There is no image {tag} on this Docker engine.",
                                   "Build it first (Build & Run, or slipway build).") from exc
@@ -162,11 +189,12 @@ class DockerRuntime:
         return deployment.started(ready_timeout, progress, stop_timeout=2)
 
     def managed(self) -> list:
-        """The containers the studio started, running or not."""
-        return self.client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"})
+        """The containers this installation of the studio started, running or not."""
+        return self.client.containers.list(all=True, filters={"label": [
+            f"{MANAGED_LABEL}=true", f"{INSTALLATION_LABEL}={_installation_id()}"]})
 
     def cleanup(self) -> int:
-        """Stop and remove every container the studio started; returns how many."""
+        """Stop and remove every container this installation started; returns how many."""
         containers = self.managed()
         for container in containers:
             try:
@@ -241,7 +269,7 @@ class DockerDeployment(Deployment):
 
     def _stop(self, timeout: float) -> None:
         try:
-            self.container.stop(timeout=int(timeout))
+            self.container.stop(timeout=math.ceil(timeout))
             self.container.remove(force=True)
         except Exception:  # already stopped or removed
             pass

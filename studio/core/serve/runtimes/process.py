@@ -1,9 +1,10 @@
 """The process runtime: the same server as in the image, run as a child of the studio.
 
 The embedded default when no Docker engine answers. It runs the bundle's own copy of the server
-with the studio's Python (which has the server's few dependencies), bound to 127.0.0.1. Children
-die with the studio (PR_SET_PDEATHSIG on Linux, and an atexit hook everywhere), so no server
-outlives it.
+with the studio's Python (which has the server's few dependencies), bound to 127.0.0.1. No server
+outlives the studio: each is a `PythonChild` (core/children.py), which ends when the studio's
+process does, whichever thread deployed it, and an atexit hook stops them gracefully on a normal
+exit.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ import atexit
 import os
 import signal
 import subprocess
-import sys
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
-from studio.core.model.isolation import die_with_parent
+from studio.core.children import PythonChild
 from studio.core.serve.bundle import Bundle
 from studio.core.serve.runtimes.base import (
     DEFAULT_READY_TIMEOUT_S,
@@ -38,7 +38,7 @@ def _stop_all() -> None:
 class ProcessDeployment(Deployment):
     runtime = "process"
 
-    def __init__(self, name: str, url: str, process: subprocess.Popen, log_path: Path):
+    def __init__(self, name: str, url: str, process: PythonChild, log_path: Path):
         super().__init__(name, url)
         self.process = process
         self.log_path = log_path
@@ -96,13 +96,12 @@ class ProcessRuntime:
         log_path = bundle.path / "server.log"
         progress.update(None, f"Starting {bundle.model_name} as a local process on port {port}")
         with open(log_path, "wb") as log:  # the child keeps its own handle; ours can close
-            process = subprocess.Popen(
-                [sys.executable, "-P", "-m", "slipway_server", "--config", str(bundle.config_path),
-                 "--host", "127.0.0.1", "--port", str(port)],
+            process = PythonChild(
+                "slipway_server",
+                ["--config", str(bundle.config_path), "--host", "127.0.0.1", "--port", str(port)],
                 cwd=bundle.path, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, **(env or {}), "PYTHONPATH": str(bundle.server_path),
                      "PYTHONUNBUFFERED": "1"},
-                preexec_fn=die_with_parent if os.name == "posix" else None,
             )
         deployment = ProcessDeployment(bundle.model_name, f"http://127.0.0.1:{port}", process,
                                        log_path)
