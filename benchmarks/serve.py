@@ -5,6 +5,10 @@
                                                     # docs/benchmarks.md
     .venv/bin/python benchmarks/serve.py --guards --write   # only what the connection guards
                                                             # cost, and only that part of it
+    .venv/bin/python benchmarks/serve.py --peers --write    # only the load tests, with the
+                                                            # ONNX Runtime peers beside them
+    .venv/bin/python benchmarks/serve.py --v2-binary --write   # squeezenet over v2: JSON
+                                                               # against binary tensor data
 
 Everything is measured in one run on this machine, side by side, and reported as ratios (the
 machines are shared: absolute numbers move from run to run, ratios taken in the same minute do not
@@ -26,6 +30,26 @@ and wrk loads each with single-row POSTs at 1, 16 and 64 connections. Then Docke
 Slipway's image for the forest against a tutorial-style image (benchmarks/tutorial_image) built
 FROM the same base, and the time from `containers.run` to /ready answering 200 for an iris model.
 
+With --peers, the alternatives a user would pick today for the same ONNX file (the model.onnx of
+Slipway's bundle) with ONNX Runtime join them, each tuned as its own docs advise
+(benchmarks/peers/), each with Slipway's ONNX Runtime session options (peers/onnx_session.py):
+
+  (e) FastAPI   an `async def` route over one ONNX Runtime session, uvicorn (uvloop, httptools),
+                access log off
+  (f) LitServe  its dynamic batching (max_batch_size 32, batch_timeout 2 ms), one inference
+                worker, one API server, the ZeroMQ queue; in its own venv
+                (benchmarks/.venv-litserve, created on first use)
+  (g) BentoML   a batchable API (adaptive batching, max_batch_size 32, max_latency_ms 1000),
+                one worker, concurrency set to the batch size, access log off; in its own venv
+                (benchmarks/.venv-bentoml, created on first use)
+
+A peer that cannot be installed is reported as not run, with the reason, never left out
+silently; one that installs but does not start stops the run with its log.
+
+With --v2-binary, the squeezenet image model (onnx's light_squeezenet, [1, 3, 224, 224] FP32)
+deployed as the studio deploys it, called over the Open Inference Protocol v2 with the bodies
+tritonclient builds: JSON both ways, against its defaults (binary tensor data both ways).
+
 What the connection guards cost (slipway_server/connections.py: connection limit, head and body
 deadlines, head size cap): the forest's bundle served by `python -m slipway_server`, against the
 same command with uvicorn's stock httptools protocol in place of the guarded one
@@ -34,7 +58,8 @@ the largest share the guards can take. Both are loaded at once, each by its own 
 else the shared machine does slows both alike, and the scheduler gives them the same CPU, so the
 ratio of their throughputs is the ratio of what a request costs each.
 
-Raw results go to benchmarks/results/serve-<date>.json.
+Raw results go to benchmarks/results/serve-<date>.json (serve-peers-<date>.json,
+serve-v2-binary-<date>.json, serve-guards-<date>.json for the parts run alone).
 
 Longer than 500 lines because it is one script a reader runs and checks top to bottom: how each
 server is started, how wrk loads it, how the image is measured and how the tables are written
@@ -97,7 +122,22 @@ IMAGE_PREFIX = "slipway-bench"
 CONNECTIONS = (1, 16, 64)
 TARGET_CONNECTIONS = 16
 READY_TIMEOUT_S = 90.0
-SERVERS = ("tutorial", "slipway", "mlserver", "bare")
+SERVERS = ("tutorial", "slipway", "fastapi", "litserve", "bentoml", "mlserver", "bare")
+PEERS = ("fastapi", "litserve", "bentoml")
+PEERS_SECTION = "serve-peers"
+PEERS_COMMAND = ".venv/bin/python benchmarks/serve.py --peers --write"
+PEER_VENVS = {
+    # name: (venv, what to install, the module whose __version__ is reported)
+    "litserve": (HERE / ".venv-litserve", ["litserve", "pyzmq", "onnxruntime", "numpy"],
+                 "litserve"),
+    "bentoml": (HERE / ".venv-bentoml", ["bentoml", "onnxruntime", "numpy"], "bentoml"),
+}
+"""Peers whose pins clash with the studio's run from venvs of their own."""
+BINARY_SECTION = "serve-v2-binary"
+BINARY_COMMAND = ".venv/bin/python benchmarks/serve.py --v2-binary --write"
+BINARY_CONNECTIONS = (1, 4)
+BINARY_CLIENT_CALLS = 30
+IMAGE_VALUES = 3 * 224 * 224
 GUARDS_SECTION = "serve-guards"
 GUARDS_COMMAND = ".venv/bin/python benchmarks/serve.py --guards --write"
 GUARD_CONNECTIONS = (16, 64)
@@ -109,8 +149,12 @@ GUARD_ROUTE = "forest POST /predict"
 LABELS = {"tutorial": "(a) tutorial: FastAPI + scikit-learn",
           "slipway": "(b) Slipway (process runtime)",
           "mlserver": "(d) MLServer + mlserver-sklearn",
-          "bare": "(c) bare ASGI (HTTP ceiling)"}
-SHORT = {"tutorial": "tutorial", "slipway": "Slipway", "mlserver": "MLServer", "bare": "bare ASGI"}
+          "bare": "(c) bare ASGI (HTTP ceiling)",
+          "fastapi": "(e) FastAPI async def + ONNX Runtime",
+          "litserve": "(f) LitServe, batching, + ONNX Runtime",
+          "bentoml": "(g) BentoML, adaptive batching, + ONNX Runtime"}
+SHORT = {"tutorial": "tutorial", "slipway": "Slipway", "mlserver": "MLServer", "bare": "bare ASGI",
+         "fastapi": "FastAPI (async)", "litserve": "LitServe", "bentoml": "BentoML"}
 
 
 def log(message: str) -> None:
@@ -315,6 +359,79 @@ def start_mlserver(model: BenchModel, logs: Path, work: Path) -> Server:
                   "outputs predict + predict_proba")
 
 
+def peer_version(name: str) -> str | None:
+    """The installed version of a peer (None: not installed)."""
+    if name == "fastapi":
+        import fastapi
+        return fastapi.__version__
+    venv, _packages, module = PEER_VENVS[name]
+    python = venv / "bin" / "python"
+    if not python.exists():
+        return None
+    result = subprocess.run([str(python), "-c", f"import {module}; print({module}.__version__)"],
+                            capture_output=True, text=True, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def ensure_peer(name: str) -> tuple[bool, str]:
+    """A peer ready to start (its venv created on first use), or why it cannot be."""
+    version = peer_version(name)
+    if version:
+        return True, f"{SHORT[name]} {version}"
+    venv, packages, _module = PEER_VENVS[name]
+    log(f"Installing {SHORT[name]} into {venv} (first use)")
+    shutil.rmtree(venv, ignore_errors=True)
+    base_python = getattr(sys, "_base_executable", None) or shutil.which("python3") or "python3"
+    for step in ([base_python, "-m", "venv", str(venv)],
+                 [str(venv / "bin" / "pip"), "install", "--disable-pip-version-check", "-q",
+                  *packages]):
+        result = subprocess.run(step, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+            return False, f"{SHORT[name]} could not be installed ({' / '.join(tail)})"
+    version = peer_version(name)
+    return (True, f"{SHORT[name]} {version}") if version else (
+        False, f"{SHORT[name]} does not import")
+
+
+PEER_NOTES = {
+    "fastapi": "`async def` route, one ONNX Runtime session, uvicorn with uvloop and httptools, "
+               "access log off, one worker",
+    "litserve": "dynamic batching (max_batch_size 32, batch_timeout 2 ms), one inference worker, "
+                "one API server process, ZeroMQ queue (fast_queue), log level warning",
+    "bentoml": "batchable API: adaptive batching (max_batch_size 32, max_latency_ms 1000), one "
+               "worker, traffic concurrency 32, access log off; body {\"features\": [[...]]}",
+}
+"""Each peer also runs ONNX Runtime with Slipway's session options (peers/onnx_session.py)."""
+
+
+def start_peer(name: str, model: BenchModel, onnx_path: Path, logs: Path) -> Server:
+    """One of the ONNX Runtime peers (benchmarks/peers/) serving `onnx_path`."""
+    port = free_port()
+    env = {"MODEL_PATH": str(onnx_path)}
+    log_path = logs / f"{name}-{model.key}.log"
+    body = features_body(model)
+    if name == "fastapi":
+        process = start_process(
+            [sys.executable, "-m", "uvicorn", "fastapi_onnx:app", "--host", "127.0.0.1",
+             "--port", str(port), "--no-access-log"], cwd=HERE / "peers", log_path=log_path,
+            ready_url=f"http://127.0.0.1:{port}/docs", env=env)
+    elif name == "litserve":
+        python = PEER_VENVS["litserve"][0] / "bin" / "python"
+        process = start_process([str(python), "litserve_onnx.py", "--port", str(port)],
+                                cwd=HERE / "peers", log_path=log_path,
+                                ready_url=f"http://127.0.0.1:{port}/health", env=env)
+    else:
+        bentoml = PEER_VENVS["bentoml"][0] / "bin" / "bentoml"
+        process = start_process(
+            [str(bentoml), "serve", "bentoml_onnx:OnnxModel", "--host", "127.0.0.1", "--port",
+             str(port)], cwd=HERE / "peers", log_path=log_path,
+            ready_url=f"http://127.0.0.1:{port}/readyz", env=env)
+        body = json.dumps({"features": [model.row]}).encode()
+    return Server(name, f"http://127.0.0.1:{port}/predict", body,
+                  functools.partial(stop_process, process), PEER_NOTES[name], pid=process.pid)
+
+
 def check_answer(server: Server, model: BenchModel | None) -> None:
     """One request before the load: a 200 with the right label, or the run stops here."""
     status, answer = _post(server.url, server.body)
@@ -324,6 +441,8 @@ def check_answer(server: Server, model: BenchModel | None) -> None:
         return
     if server.name == "mlserver":
         label = answer["outputs"][0]["data"][0]
+    elif server.name == "bentoml":
+        label = answer[0][0]  # each row: the label, then the probabilities
     elif server.name == "tutorial":
         label = answer["prediction"]
     else:
@@ -696,6 +815,371 @@ def guards_section(report: dict[str, Any], pairs: list[GuardPair]) -> str:
     ])
 
 
+# --- the ONNX Runtime peers (--peers) ----------------------------------------------------------
+
+def peer_ratio_table(results: list[WrkResult], models: list[BenchModel], ran: list[str]) -> str:
+    others = [name for name in (*PEERS, "tutorial", "mlserver") if name in ran]
+    lines = ["| model | connections | " + " | ".join(f"Slipway ÷ {SHORT[n]}" for n in others)
+             + " | p99: Slipway / " + " / ".join(SHORT[n] for n in PEERS if n in ran) + " |",
+             "|---|---|" + "---|" * (len(others) + 1)]
+    for model in models:
+        for connections in CONNECTIONS:
+            b = find(results, model.key, "slipway", connections)
+            cells = []
+            for name in others:
+                r = find(results, model.key, name, connections)
+                cells.append(f"**{b.rps / r.rps:.1f}×**" if r and r.rps else "–")
+            p99 = " / ".join(_ms(r.p99_ms) for n in PEERS if n in ran
+                             for r in [find(results, model.key, n, connections)] if r)
+            lines.append(f"| {model.short} | {connections} | " + " | ".join(cells)
+                         + f" | {_ms(b.p99_ms)} / {p99} |")
+    return "\n".join(lines)
+
+
+def peers_section(report: dict[str, Any], results: list[WrkResult],
+                  models: list[BenchModel]) -> str:
+    notes, skipped = report["notes"], report["peers_skipped"]
+    ran = sorted({r.server for r in results}, key=SERVERS.index)
+    errors = [r for r in results if r.errors]
+    c = TARGET_CONNECTIONS
+    summary = []
+    for model in models:
+        b = find(results, model.key, "slipway", c)
+        parts = [f"{b.rps / r.rps:.1f}× {SHORT[n]}'s" for n in PEERS
+                 for r in [find(results, model.key, n, c)] if r]
+        if parts:
+            summary.append(f"{model.short}: " + ", ".join(parts))
+    described = {
+        "fastapi": "- **FastAPI (async)** (`benchmarks/peers/fastapi_onnx.py`, the studio's "
+                   "venv): ",
+        "litserve": "- **LitServe** (`benchmarks/peers/litserve_onnx.py`, "
+                    "`benchmarks/.venv-litserve`): ",
+        "bentoml": "- **BentoML** (`benchmarks/peers/bentoml_onnx.py`, "
+                   "`benchmarks/.venv-bentoml`): "}
+    peer_lines = [described[n] + notes[n] + "." for n in PEERS if n in notes]
+    peer_lines += [f"- **{SHORT[n]}**: **not run**: {why}." for n, why in skipped.items()]
+    return "\n".join([
+        f"<!-- {PEERS_SECTION}:start -->",
+        "## Serving: Slipway against the ONNX Runtime servers a user would pick",
+        "",
+        "```sh",
+        PEERS_COMMAND,
+        "```",
+        "",
+        f"Measured {report['date']} on {report['machine']}; load average "
+        f"{report['load_average_before'][0]:.1f} when the load tests began and "
+        f"{report['load_average_after'][0]:.1f} when they ended (the machine is shared, so "
+        "compare the ratios, not the absolute figures). The procedure of the serving benchmark "
+        "above: per model, every server up at once, each one process on 127.0.0.1; "
+        f"`wrk -t2 -cN --latency --timeout 10s`, {report['rounds']} interleaved runs of "
+        f"{report['seconds'] / report['rounds']:g} s per server and connection count after a "
+        f"{report['warmup']:g} s warm-up, one JSON row per request. The peers serve the same "
+        "ONNX file with ONNX Runtime: the `model.onnx` of the bundle Slipway's `deploy` built "
+        "from the joblib model, and each answers the row's label and class probabilities. "
+        "Each is tuned as its own documentation advises for throughput; all run one process "
+        "for the model (one worker), as Slipway does, and ONNX Runtime with Slipway's session "
+        "options (`benchmarks/peers/onnx_session.py`: one intra-op thread, no spinning), so "
+        "they differ in how they take, batch and answer requests, not in how the model runs.",
+        "",
+        *peer_lines,
+        "- **Slipway**, **tutorial**, **MLServer** and **bare ASGI**: as in the serving "
+        "benchmark above"
+        + ("" if "mlserver" in ran else f" (MLServer **not run**: {report['mlserver_note']})")
+        + ".",
+        "",
+        "### Throughput and latency",
+        "",
+        load_table(results, models),
+        "",
+        "### Ratios: Slipway's throughput over each server's",
+        "",
+        peer_ratio_table(results, models, ran),
+        "",
+        f"- No errors in the measured runs: {'met' if not errors else 'NOT met'} ("
+        + (f"{sum(r.requests for r in results):,} requests, none failed" if not errors else
+           "; ".join(f"{SHORT[r.server]} {r.model} c={r.connections}: {r.errors}"
+                     for r in errors)) + ").",
+        "",
+        f"Reading it: at {c} connections Slipway served " + "; ".join(summary) + " throughput. "
+        "FastAPI runs `session.run` once per request on its event loop: no batching, so its "
+        "throughput grows little with concurrency. LitServe and BentoML batch, but each "
+        "request pays for their machinery first: LitServe passes it from its API server "
+        "process to its inference worker and back (pickled, over ZeroMQ); BentoML validates "
+        "each body into a numpy array through its typed IO layer and runs the batched method "
+        "in a thread behind its dispatcher, which holds a request for its batch window even "
+        "when it is the only one (BentoML's p50 at one connection: "
+        + ", ".join(f"{_ms(r.p50_ms)} ({m.short})" for m in models
+                    for r in [find(results, m.key, "bentoml", 1)] if r)
+        + "). Slipway parses, validates, batches and infers in one process, with its parsing "
+        "and checks written for the model's schema.",
+        f"<!-- {PEERS_SECTION}:end -->",
+    ])
+
+
+def write_section_after(text: str, name: str, after: str) -> None:
+    """Replace the section `name` in docs/benchmarks.md, or put it after the section `after` and
+    the notes that follow it (before the next section)."""
+    current = DOC.read_text()
+    end = current.find(f"<!-- {after}:end -->")
+    if f"<!-- {name}:start -->" in current or end < 0:
+        write_doc(text, name)
+        return
+    following = re.compile(r"<!-- [\w-]+:start -->").search(current, end)
+    if following is None:
+        write_doc(text, name)
+        return
+    at = following.start()
+    DOC.write_text(current[:at] + text + "\n\n" + current[at:])
+
+
+def peers_main(args: argparse.Namespace) -> int:
+    """--peers: the load tests only, with the ONNX Runtime peers."""
+    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "seconds": args.seconds,
+                              "rounds": args.rounds, "warmup": args.warmup,
+                              "connections": list(CONNECTIONS)}
+    peers, skipped = [], {}
+    for name in PEERS:
+        ready, note = (True, "") if name == "fastapi" else ensure_peer(name)
+        if ready:
+            peers.append(name)
+        else:
+            skipped[name] = note
+            log(f"NOTE: {SHORT[name]} is skipped: {note}")
+    use_mlserver, mlserver_note = (False, "skipped (--no-mlserver)")
+    if not args.no_mlserver:
+        use_mlserver, mlserver_note = ensure_mlserver()
+    report["mlserver_note"], report["peers_skipped"] = mlserver_note, skipped
+    with tempfile.TemporaryDirectory(prefix="slipway-bench-") as tmp:
+        work = Path(tmp)
+        log("Training the models")
+        models = train_models(work)
+        report["load_average_before"] = os.getloadavg()
+        results, notes = load_runs(models, args.seconds, args.rounds, args.warmup, use_mlserver,
+                                   work, tuple(peers))
+        report["load_average_after"] = os.getloadavg()
+    report["notes"] = notes
+    versions = collect_versions(mlserver_note, None)
+    versions |= {SHORT[n]: peer_version(n) for n in peers if n != "fastapi"}
+    report["versions"], report["machine"] = versions, machine_facts(versions)
+    report["load"] = [{**asdict(r), "errors": r.errors} for r in results]
+    text = peers_section(report, results, models)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"serve-peers-{report['date']}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    log(f"Raw results: {out.relative_to(ROOT)}")
+    if args.write:
+        write_section_after(text, PEERS_SECTION, SECTION)
+        log(f"Updated the {PEERS_SECTION} section of {DOC.relative_to(ROOT)}")
+    return 0
+
+
+# --- v2 JSON against binary tensor data (--v2-binary) ------------------------------------------
+
+def binary_lua(body: bytes, headers: dict[str, str], folder: Path) -> Path:
+    """A wrk script that POSTs `body` (read from a file: it is not text) with `headers`."""
+    digest = hashlib.sha256(body + json.dumps(headers).encode()).hexdigest()[:12]
+    data = folder / f"body-{digest}.bin"
+    data.write_bytes(body)
+    path = folder / f"post-{digest}.lua"
+    path.write_text('wrk.method = "POST"\n'
+                    f'local file = io.open({json.dumps(str(data))}, "rb")\n'
+                    'wrk.body = file:read("*a")\nfile:close()\n'
+                    + "".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n"
+                              for k, v in headers.items()))
+    return path
+
+
+def binary_main(args: argparse.Namespace) -> int:
+    """--v2-binary: squeezenet over v2 with tritonclient's bodies, JSON against binary."""
+    import onnx
+    import onnxruntime
+    import tritonclient
+    import tritonclient.http as triton
+
+    path = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / \
+        "light_squeezenet.onnx"
+    image = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+    expected = onnxruntime.InferenceSession(str(path)).run(None, {"data_0": image})[0]
+    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "seconds": args.seconds,
+                              "rounds": args.rounds, "warmup": args.warmup,
+                              "connections": list(BINARY_CONNECTIONS)}
+
+    def body(binary: bool) -> tuple[bytes, dict[str, str]]:
+        tensor = triton.InferInput("data_0", [1, 3, 224, 224], "FP32")
+        if binary:  # the client's defaults: binary input, no output named
+            tensor.set_data_from_numpy(image)
+            outputs = None
+        else:
+            tensor.set_data_from_numpy(image, binary_data=False)
+            outputs = [triton.InferRequestedOutput("softmaxout_1", binary_data=False)]
+        data, json_size = triton.InferenceServerClient.generate_request_body([tensor], outputs)
+        headers = {"Content-Type": "application/octet-stream" if json_size else
+                   "application/json"}
+        if json_size:
+            headers["Inference-Header-Content-Length"] = str(json_size)
+        return data, headers
+
+    deployment = deploy(load(path, trust=True), DeployOptions(runtime="process"),
+                        progress=Progress(on_partial=log))
+    results: dict[str, list[WrkResult]] = {}
+    modes: dict[str, dict[str, Any]] = {}
+    try:
+        url = f"{deployment.url}/v2/models/light_squeezenet/infer"
+        with tempfile.TemporaryDirectory(prefix="slipway-bench-") as tmp:
+            work = Path(tmp)
+            client = triton.InferenceServerClient(url.split("//")[1].split("/")[0],
+                                                  network_timeout=60)
+            for mode in ("json", "binary"):
+                data, headers = body(mode == "binary")
+                request = urllib.request.Request(url, data=data, method="POST", headers=headers)
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    answer = response.read()
+                    length = response.headers.get("Inference-Header-Content-Length")
+                decoded = triton.InferenceServerClient.parse_response_body(
+                    answer, header_length=int(length) if length else None)
+                if not np.array_equal(decoded.as_numpy("softmaxout_1"), expected):
+                    raise RuntimeError(f"{mode}: the answer is not what onnxruntime gives")
+                modes[mode] = {"request_bytes": len(data), "answer_bytes": len(answer),
+                               "server": Server(mode, url, data, None)}
+                modes[mode]["script"] = binary_lua(data, headers, work)
+            # tritonclient end to end (encode, send, infer, receive, decode), modes interleaved
+            times: dict[str, list[float]] = {"json": [], "binary": []}
+            for _ in range(BINARY_CLIENT_CALLS):
+                for mode in times:
+                    tensor = triton.InferInput("data_0", [1, 3, 224, 224], "FP32")
+                    started = time.perf_counter()
+                    if mode == "binary":
+                        tensor.set_data_from_numpy(image)
+                        result = client.infer("light_squeezenet", [tensor])
+                    else:
+                        tensor.set_data_from_numpy(image, binary_data=False)
+                        result = client.infer("light_squeezenet", [tensor], outputs=[
+                            triton.InferRequestedOutput("softmaxout_1", binary_data=False)])
+                    result.as_numpy("softmaxout_1")
+                    times[mode].append((time.perf_counter() - started) * 1000)
+            client.close()
+            for mode in times:
+                modes[mode]["client_ms"] = statistics.median(times[mode])
+            report["load_average_before"] = os.getloadavg()
+            for connections in BINARY_CONNECTIONS:
+                runs: dict[str, list[WrkResult]] = {"json": [], "binary": []}
+                for _ in range(args.rounds):
+                    for mode, run in runs.items():
+                        run.append(run_binary_wrk(modes[mode], connections,
+                                                  args.seconds / args.rounds))
+                for mode, run in runs.items():
+                    result = combine(run)
+                    results.setdefault(mode, []).append(result)
+                    log(f"squeezenet {mode:6} c={connections} {result.rps:8.1f} req/s  "
+                        f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
+                        + (f"  ERRORS {result.errors}" if result.errors else ""))
+            report["load_average_after"] = os.getloadavg()
+    finally:
+        deployment.stop()
+    versions = {"Python": platform.python_version(), "ONNX Runtime": onnxruntime.__version__,
+                "tritonclient": tritonclient.__version__ if hasattr(tritonclient, "__version__")
+                else _distribution_version("tritonclient"), "wrk": wrk_version()}
+    report["machine"] = machine_facts(versions)
+    report["modes"] = {mode: {k: v for k, v in facts.items() if k not in ("server", "script")}
+                       for mode, facts in modes.items()}
+    report["load"] = {mode: [asdict(r) for r in runs] for mode, runs in results.items()}
+    text = binary_section(report, results)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"serve-v2-binary-{report['date']}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    log(f"Raw results: {out.relative_to(ROOT)}")
+    if args.write:
+        write_section_after(text, BINARY_SECTION, PEERS_SECTION)
+        log(f"Updated the {BINARY_SECTION} section of {DOC.relative_to(ROOT)}")
+    return 0
+
+
+def _distribution_version(name: str) -> str:
+    from importlib.metadata import version
+    return version(name)
+
+
+def run_binary_wrk(mode: dict[str, Any], connections: int, seconds: float) -> WrkResult:
+    seconds = max(1, round(seconds))
+    server = mode["server"]
+    process = subprocess.Popen(
+        ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "--timeout", "10s", "-s", str(mode["script"]), server.url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return _wrk_result(process, server, "squeezenet", connections, seconds)
+
+
+def binary_section(report: dict[str, Any], results: dict[str, list[WrkResult]]) -> str:
+    modes = report["modes"]
+    titles = {"json": "JSON both ways (`binary_data=False`)",
+              "binary": "binary tensor data both ways (tritonclient's defaults)"}
+    rows = ["| mode | request body | answer body | connections | req/s | p50 | p99 | errors |",
+            "|---|---|---|---|---|---|---|---|"]
+    for mode in ("json", "binary"):
+        for r in results[mode]:
+            rows.append(f"| {titles[mode]} | {modes[mode]['request_bytes']:,} B | "
+                        f"{modes[mode]['answer_bytes']:,} B | {r.connections} | {r.rps:,.1f} | "
+                        f"{_ms(r.p50_ms)} | {_ms(r.p99_ms)} | {r.errors or ''} |")
+    ratios = ["| connections | throughput, binary ÷ JSON | p50, JSON ÷ binary |",
+              "|---|---|---|"]
+    for j, b in zip(results["json"], results["binary"]):
+        ratios.append(f"| {j.connections} | **{b.rps / j.rps:.1f}×** | "
+                      f"{j.p50_ms / b.p50_ms:.1f}× |")
+    client = modes["json"]["client_ms"] / modes["binary"]["client_ms"]
+    size = modes["json"]["request_bytes"] / modes["binary"]["request_bytes"]
+    return "\n".join([
+        f"<!-- {BINARY_SECTION}:start -->",
+        "## Open Inference Protocol v2: JSON against binary tensor data (squeezenet)",
+        "",
+        "```sh",
+        BINARY_COMMAND,
+        "```",
+        "",
+        f"Measured {report['date']} on {report['machine']}; load average "
+        f"{report['load_average_before'][0]:.1f} before the load and "
+        f"{report['load_average_after'][0]:.1f} after (the machine is shared: compare the "
+        "ratios). The model is onnx's `light_squeezenet` test model, deployed as the studio "
+        "deploys it (`deploy(load(path), DeployOptions(runtime=\"process\"))`): one request is "
+        "one [1, 3, 224, 224] FP32 image (150,528 values) to `POST /v2/models/light_squeezenet/"
+        "infer`, one answer is `softmaxout_1` ([1, 1000, 1, 1] FP32). The bodies are the ones "
+        "tritonclient.http builds (`generate_request_body`): in JSON mode "
+        "(`set_data_from_numpy(image, binary_data=False)` and the output asked for with "
+        "`binary_data=False`), and with its defaults (`set_data_from_numpy(image)`, no output "
+        "named, so the answer comes as binary too). Each answer was checked against "
+        "onnxruntime in this process before the load. "
+        f"`wrk --latency --timeout 10s`, {report['rounds']} interleaved runs of "
+        f"{report['seconds'] / report['rounds']:g} s per mode and connection count.",
+        "",
+        *rows,
+        "",
+        *ratios,
+        "",
+        f"tritonclient end to end (build the request, send it, infer, read and decode the "
+        f"answer), {BINARY_CLIENT_CALLS} sequential calls per mode, interleaved: median "
+        f"**{_ms(modes['json']['client_ms'])}** in JSON against "
+        f"**{_ms(modes['binary']['client_ms'])}** with its binary defaults: "
+        f"**{client:.1f}×** faster per call.",
+        "",
+        f"Reading it: the JSON body is {size:.1f}× the binary one (about "
+        f"{modes['json']['request_bytes'] / IMAGE_VALUES:.0f} characters of decimal text per "
+        "FP32 value, as tritonclient writes them, against four bytes), and both ends pay to "
+        "write and parse that text; in binary the server takes the image's bytes as they come "
+        "(`numpy.frombuffer`, after checking the size against the shape) and sends the scores "
+        "back the same way.",
+        "",
+        "The clients themselves are tested end to end in `tests/serving/test_v2_clients.py`: "
+        "tritonclient.http, blocking and asyncio, in every mode (JSON or binary inputs, JSON or "
+        "binary outputs, its defaults); and KServe's `InferenceRESTClient` in JSON, binary and "
+        "its defaults. The `kserve` package installs, but not beside the studio: it pins "
+        "pandas below 3 and protobuf below 7 (the studio's environment has pandas 3 and "
+        "protobuf 7), so its test runs it from a venv of its own named by "
+        "`SLIPWAY_KSERVE_PYTHON` and is skipped without one.",
+        f"<!-- {BINARY_SECTION}:end -->",
+    ])
+
+
 # --- Docker ------------------------------------------------------------------------------------
 
 def fill_tutorial_wheelhouse() -> Path:
@@ -863,10 +1347,12 @@ def remove_images(tags: list[str]) -> None:
 # --- the run -----------------------------------------------------------------------------------
 
 def load_runs(models: list[BenchModel], seconds: float, rounds: int, warmup: float,
-              use_mlserver: bool, work: Path) -> tuple[list[WrkResult], dict[str, str]]:
+              use_mlserver: bool, work: Path, peers: tuple[str, ...] = ()
+              ) -> tuple[list[WrkResult], dict[str, str]]:
     """Every server of a model is up at once; at each connection count they take turns, `rounds`
     times (a, b, d, c, a, b, d, c...), so a burst of load from elsewhere on the machine hits
-    them alike instead of one of them."""
+    them alike instead of one of them. `peers` (of PEERS) serve the ONNX file of Slipway's
+    bundle."""
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
     results: list[WrkResult] = []
@@ -877,6 +1363,9 @@ def load_runs(models: list[BenchModel], seconds: float, rounds: int, warmup: flo
             log(f"{model.title}: starting the servers")
             servers.append(start_tutorial(model, logs))
             servers.append(start_slipway(model, logs))
+            onnx_path = servers[-1].bundle / "model.onnx"
+            for peer in peers:
+                servers.append(start_peer(peer, model, onnx_path, logs))
             if use_mlserver:
                 servers.append(start_mlserver(model, logs, work))
             servers.append(start_bare(logs))
@@ -1202,6 +1691,12 @@ def main() -> int:
                         help="skip the image size and start-up measurements")
     parser.add_argument("--keep-images", action="store_true",
                         help=f"keep the {IMAGE_PREFIX}/* images (removed by default)")
+    parser.add_argument("--peers", action="store_true",
+                        help="only the load tests, with the ONNX Runtime peers (FastAPI, "
+                             "LitServe, BentoML); --write: only that section of the doc")
+    parser.add_argument("--v2-binary", action="store_true",
+                        help="only squeezenet over v2, JSON against binary tensor data "
+                             "(--write: only that section of the doc)")
     parser.add_argument("--guards", action="store_true",
                         help="measure only what the connection guards cost (--write: update "
                              "only that part of the doc)")
@@ -1211,6 +1706,10 @@ def main() -> int:
         return 2
     if args.guards:
         return guards_main(args)
+    if args.peers:
+        return peers_main(args)
+    if args.v2_binary:
+        return binary_main(args)
     started = time.monotonic()
     report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "seconds": args.seconds,
                               "rounds": args.rounds,

@@ -6,7 +6,10 @@ trained here on scikit-learn's breast-cancer data, the Serve page running the de
 Docker when an engine answers; set SLIPWAY_BASE_IMAGE to a local base image where no registry
 does), the Probe page with a request that misses features, the Export page for that image, then the
 Load and Monitor pages against the demo model served as a local process with its reference data,
-under a load test that shifts one feature.
+under a load test that shifts one feature; then the Versions page with what the run recorded, the
+Compare page on the MLP against its int8 quantization, the Batch page predicting the demo's rows,
+and the settings dialog. The README and docs/user-guide.md show these files. The registry and the
+settings live in a temporary folder: the script leaves yours alone.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="slipway-shots-")  # a registry of its own
 
 import onnx  # noqa: E402
 from PySide6.QtCore import QSettings, QTimer  # noqa: E402
@@ -183,7 +187,72 @@ def main() -> int:
 
         sender = threading.Thread(target=traffic)
         sender.start()
-        QTimer.singleShot(17_000, lambda: save("monitor.png", lambda: (sender.join(), app.quit())))
+        QTimer.singleShot(17_000, lambda: save("monitor.png", lambda: (sender.join(),
+                                                                       versions_shot())))
+
+    def versions_shot() -> None:
+        page = window.versions_page
+        window.resize(1200, 760)
+        window.nav.setCurrentRow(window.pages.indexOf(page))
+        from studio.core.versions.registry import Registry
+
+        registry = Registry()  # in this script's own data folder (XDG_DATA_HOME above)
+        registry.set_alias("cancer_mlp", "champion", 2)  # the conversion serves today,
+        registry.set_alias("cancer_mlp", "challenger", 4)  # its int8 quantization is next
+        page.refreshed.connect(lambda rows: len(rows) > 2 and page.table.selectRow(2))
+        page.refresh()
+        save("versions.png", compare_shot)
+
+    def compare_shot() -> None:
+        from studio.core.optimize.convert import convert
+        from studio.core.optimize.optimize import Optimization, optimize
+
+        folder = Path(tempfile.mkdtemp())
+        source = _mlp_artifact(folder)
+        converted = convert(source, folder / "cancer_mlp.onnx")
+        quantized = optimize(converted.artifact, Optimization.INT8, folder / "cancer_mlp.int8.onnx")
+        page = window.compare_page
+        window.nav.setCurrentRow(window.pages.indexOf(page))
+        page.reference.setText(str(source.path.with_suffix(".csv")))
+        page.target.setText("target")
+
+        def compared(_result) -> None:
+            page.offline_done.disconnect(compared)
+            save("compare.png", batch_shot)
+
+        page.offline_done.connect(compared)
+        page.compare_versions(str(converted.artifact.path), str(quantized.artifact.path))
+
+    def batch_shot() -> None:
+        from studio.core.model.artifact import load
+
+        window.set_current(load(DEMO_MODEL))
+        page = window.batch_page
+        window.nav.setCurrentRow(window.pages.indexOf(page))
+        page.set_data(DEMO_REFERENCE)
+        page.output.setText(str(Path(tempfile.mkdtemp()) / "wine_predictions.csv"))
+
+        def done(_summary) -> None:
+            page.finished.disconnect(done)
+            save("batch.png", settings_shot)
+
+        page.finished.connect(done)
+        page.start()
+
+    def settings_shot() -> None:
+        from studio.ui.settings_dialog import SettingsDialog
+
+        presets = [window.load_page.preset.itemText(i)
+                   for i in range(window.load_page.preset.count())]
+        dialog = SettingsDialog(window.prefs, presets, window)
+        dialog.show()
+        QTimer.singleShot(300, lambda: (dialog.grab().save(str(OUT / "settings.png")),
+                                        print(OUT / "settings.png"), dialog.close(), finish()))
+
+    def finish() -> None:
+        window.confirm_quit = lambda running: True  # stop what the shots started, then quit
+        window.close()
+        app.quit()
 
     window.model_page.artifact_loaded.connect(loaded)
     window.model_page.load_failed.connect(lambda e: (print(e, file=sys.stderr), app.exit(1)))

@@ -61,6 +61,18 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def base_image() -> str:
     return os.environ.get("SLIPWAY_TEST_BASE_IMAGE", DEFAULT_TEST_BASE_IMAGE)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_data_folder(tmp_path_factory):
+    """The studio's data folder (the model registry, the installation id) in a temporary folder
+    for the whole run, inherited by every `slipway` process a test starts: loading, converting and
+    optimizing record versions, and a test run must never write into the user's registry."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+        yield
+
+
 IRIS_CLASSES = ["setosa", "versicolor", "virginica"]
 
 

@@ -9,9 +9,14 @@
     slipway serve MODEL [--runtime docker|process]      run it until Ctrl-C
     slipway predict URL --data '{...}'                  one request to a served model
     slipway containers [--clean]                       the containers the studio started
-    slipway load URL (--concurrency N | --rate R)      a load test                 cli/loadtest.py
+    slipway load URL [--connections N] [--rate R]      a load test                 cli/loadtest.py
     slipway sweep URL --slo-p99 50ms                   the highest rate meeting a p99 objective
     slipway monitor URL [--once --json]                metrics and drift            cli/monitor.py
+    slipway batch MODEL DATA -o OUT                    predictions for every row    cli/batch.py
+    slipway versions [NAME | NAME:N] [--json]          versions, lineage, aliases   cli/versions.py
+    slipway alias NAME@ALIAS (VERSION | --rollback)    point an alias, or move it back
+    slipway compare A B [--target COLUMN] [--live]     two versions side by side    cli/compare.py
+    slipway shadow A B [--port P]                      answer from A, mirror to B
 
 Exit status (studio.core.errors.ExitStatus): 0 success, 1 a build, a server or a request failed,
 2 bad usage, 3 the file is not a model that can be loaded or converted (or the optimization cannot
@@ -27,10 +32,10 @@ import sys
 from collections.abc import Sequence
 
 from studio import __version__
-from studio.cli import export, loadtest, model, monitor, optimize, serve
+from studio.cli import batch, compare, export, loadtest, model, monitor, optimize, serve, versions
 from studio.core.errors import Cancelled, ExitStatus, StudioError, TrustRequired
 
-STAGES = (model, optimize, serve, loadtest, monitor, export)
+STAGES = (model, optimize, serve, loadtest, monitor, batch, versions, compare, export)
 COMMANDS = tuple(name for stage in STAGES for name in stage.COMMANDS)
 
 
@@ -45,11 +50,21 @@ def command_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_lines() -> list[str]:
+    """Every subcommand with its one-line help, as `slipway --help` lists them."""
+    subcommands = next(action for action in command_parser()._actions
+                       if isinstance(action, argparse._SubParsersAction))
+    width = max(len(name) for name in COMMANDS) + 2
+    return [f"  {choice.dest:<{width}}{choice.help}" for choice in subcommands._choices_actions]
+
+
 def _app_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="slipway",
-        description="Slipway Studio: from a model file to a measured, monitored service. "
-                    f"Commands: {', '.join(COMMANDS)} (slipway COMMAND --help).",
+        description="Slipway Studio: from a model file to a measured, monitored service.\n"
+                    "Without a command it opens the app.",
+        epilog="commands (slipway COMMAND --help for its options):\n" + "\n".join(command_lines()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"slipway {__version__}")
     parser.add_argument("model", nargs="?", help="open the app on this model file or folder")

@@ -11,7 +11,9 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|min)?\s*$")
 
@@ -36,6 +38,42 @@ def milliseconds(text: str) -> float:
 def add_trust_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust", action="store_true",
                         help="allow loading files that run code when loaded (pickle, joblib)")
+
+
+MODEL_HELP = " (or a registered version: NAME:3, NAME@champion)"
+
+
+def model_path(text: str) -> Path:
+    """The file or folder a MODEL argument names: a path as it is, or the stored file of a
+    registered version (`name:3`, `name@champion`), checked against its sha256."""
+    from studio.core.versions.references import resolve
+
+    return resolve(text).path
+
+
+def add_record_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-record", action="store_true",
+                        help="do not record the model as a version in the registry")
+
+
+def record_version(args: argparse.Namespace, record: Callable[[], Any]) -> None:
+    """Record what a command loaded or made (`record()` returns the registry's Recorded) unless
+    --no-record. The command has done its work by then: a registry that cannot record is a
+    warning, not a failure. The version is named after the readable output, never inside JSON."""
+    if args.no_record:
+        return
+    from studio.core.errors import StudioError
+    from studio.core.units import printable
+
+    try:
+        recorded = record()
+    except StudioError as exc:
+        print(f"slipway: warning: not recorded in the registry: {exc}", file=sys.stderr)
+        return
+    if not args.json:
+        version = recorded.version
+        print(printable(f"{'Recorded' if recorded.created else 'Already recorded'} as "
+                        f"{version.reference} (slipway versions {version.reference})."))
 
 
 API_KEY_ENV = "SLIPWAY_API_KEY"

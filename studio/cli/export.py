@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from studio.cli.common import add_trust_option
+from studio.cli.common import MODEL_HELP, add_trust_option, model_path
 from studio.core.errors import ExitStatus
 
 COMMANDS = ("export",)
@@ -31,7 +31,8 @@ FLAGS = {"kubernetes_version": "--k8s-version", "canary_image": "--canary",
 def add_commands(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser(
         "export", help="Compose, Kubernetes and KServe manifests, checked before they are written")
-    export.add_argument("model", nargs="?", help="the model the image serves (file or folder)")
+    export.add_argument("model", nargs="?",
+                        help="the model the image serves (file or folder)" + MODEL_HELP)
     export.add_argument("--check", metavar="DIR",
                         help="check a folder of manifests instead of exporting")
     export.add_argument("--image", help="the image `slipway build` made, pinned by tag")
@@ -135,7 +136,7 @@ def run_export(args: argparse.Namespace) -> int:
     from studio.core.export.write import check_export, write_export
     from studio.core.model.artifact import load
 
-    artifact = load(args.model, trust=args.trust)
+    artifact = load(model_path(args.model), trust=args.trust)
     model = from_image(args.image, artifact)
     options = _options(args, model)
     export = build_export(options, model)

@@ -1,11 +1,14 @@
 """`slipway load` and `slipway sweep`: load tests from the terminal.
 
-    slipway load URL (--concurrency N | --rate R [--poisson]) (--duration 10s | --requests N)
+    slipway load URL [--connections N] [--rate R [--poisson]] (--duration 10s | --requests N)
     slipway sweep URL --slo-p99 50ms
 
-Progress goes to stderr once a second; `--json` prints the report on stdout; `--report` writes
-it as .html, .json or .csv. Exit status 1 when any request failed (load) or no rate met the
-objective (sweep).
+`--connections` is the closed loop's workers, or the connections an open loop (`--rate`) sends
+on; there is one flag for both. The bodies are rows like the server's reference data when it has
+some (`--random` for random valid rows from the schema), else random rows. The test runs in the
+load tester's own process, as the app's does. Progress goes to stderr once a second; `--json`
+prints the report on stdout; `--report` writes it as .html, .json or .csv. Exit status 1 when any
+request failed (load) or no rate met the objective (sweep).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from studio.cli.common import add_api_key_option, api_key, milliseconds, seconds
 from studio.core.errors import ExitStatus
+from studio.core.units import figure
 
 if TYPE_CHECKING:  # the load tester's imports are paid only by the commands that run it
     from studio.core.loadtest.plan import LoadPlan
@@ -26,18 +30,26 @@ if TYPE_CHECKING:  # the load tester's imports are paid only by the commands tha
 COMMANDS = ("load", "sweep")
 
 
+class _UseConnections(argparse.Action):
+    """A flag that is gone: one line saying which to use instead."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parser.exit(ExitStatus.USAGE, f"slipway: error: {option_string} is gone: use "
+                                      "--connections N (the closed loop's workers, or the open "
+                                      "loop's connections)\n")
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
     load = commands.add_parser("load", help="load test a served model")
     _target_options(load)
-    loop = load.add_mutually_exclusive_group()
-    loop.add_argument("--concurrency", type=int, metavar="N",
-                      help="closed loop: N workers, each waiting for its answer (default 16)")
-    loop.add_argument("--rate", type=float, metavar="R",
+    load.add_argument("--connections", type=int, default=16, metavar="N",
+                      help="the closed loop's N workers, each waiting for its answer, or the "
+                           "connections the open loop sends on (default 16)")
+    load.add_argument("--concurrency", action=_UseConnections, nargs="?", help=argparse.SUPPRESS)
+    load.add_argument("--rate", type=float, metavar="R",
                       help="open loop: R requests per second whatever the server does")
     load.add_argument("--poisson", action="store_true",
                       help="open loop with Poisson (random) arrivals instead of evenly spaced")
-    load.add_argument("--connections", type=int, default=16, metavar="N",
-                      help="connections for the open loop (default 16)")
     length = load.add_mutually_exclusive_group()
     length.add_argument("--duration", type=seconds, metavar="TIME",
                         help="how long to measure, e.g. 10s (default 10s)")
@@ -69,6 +81,9 @@ def _target_options(parser: argparse.ArgumentParser) -> None:
                         help="a JSON body to send (or JSON Lines, one body per line, in turn)")
     source.add_argument("--from-reference", metavar="DATA",
                         help="send rows of this CSV, Parquet or .npy file")
+    source.add_argument("--random", action="store_true",
+                        help="send random valid rows from the schema (default: rows like the "
+                             "server's reference data, when it has some)")
     parser.add_argument("--drift", action="append", default=[], metavar="FEATURE=+2sd",
                         help="shift or scale a feature: +2sd, -0.5, *1.5 (repeatable)")
     parser.add_argument("--timeout", type=seconds, default=5.0, metavar="TIME",
@@ -88,15 +103,17 @@ def _prepared(args: argparse.Namespace, plan: LoadPlan) -> LoadPlan:
     elif args.from_reference is not None:
         payload = PayloadChoice("reference", args.from_reference, drifts)
     else:
-        payload = PayloadChoice("random", None, drifts)
+        payload = PayloadChoice("random" if args.random else "default", None, drifts)
     return prepare(plan, payload, api_key=api_key(args))
 
 
 def _progress_line(snapshot: Snapshot) -> str:
+    """The last 250 ms window's throughput; percentiles over the run so far."""
     overall = snapshot.overall
     return (f"{snapshot.elapsed_s:6.1f} s  {snapshot.throughput:9,.0f} req/s  "
-            f"p50 {overall.p50_ms:7.2f} ms  p99 {overall.p99_ms:8.2f} ms  "
-            f"errors {snapshot.errors:,}")
+            f"p50 {figure(overall.p50_ms, '.2f', ' ms'):>10}  "
+            f"p99 {figure(overall.p99_ms, '.2f', ' ms'):>11}  "
+            f"errors {snapshot.errors:,}  (percentiles over the run so far)")
 
 
 class _EverySecond:
@@ -131,9 +148,7 @@ def run_load(args: argparse.Namespace) -> int:
     plan = _prepared(args, LoadPlan(
         url=args.url, route=args.route, timeout_s=args.timeout,
         mode="open" if args.rate is not None else "closed", rate=args.rate,
-        arrival="poisson" if args.poisson else "constant",
-        connections=(args.connections if args.rate is not None
-                     else args.concurrency if args.concurrency is not None else 16),
+        arrival="poisson" if args.poisson else "constant", connections=args.connections,
         duration_s=None if args.requests is not None else (
             args.duration if args.duration is not None else 10.0),
         requests=args.requests, warmup_s=args.warmup))
@@ -146,7 +161,7 @@ def run_load(args: argparse.Namespace) -> int:
     if args.json:
         print(loadreport.to_json(report))
     else:
-        for label, text in loadreport.summary_rows(report):
+        for label, text in loadreport.about_rows(report) + loadreport.summary_rows(report):
             print(f"{label:>24}  {text}")
         for kind, count in report.errors_by_kind.items():
             sample = report.error_samples.get(kind, "")
@@ -161,7 +176,8 @@ def run_load(args: argparse.Namespace) -> int:
 def _step_line(step: SweepStep) -> str:
     verdict = "met" if step.met else f"missed: {step.reason}"
     return (f"{step.rate:9,.0f} req/s offered  {step.throughput:9,.0f} served  "
-            f"p50 {step.p50_ms:7.2f} ms  p99 {step.p99_ms:8.2f} ms  {verdict}")
+            f"p50 {figure(step.p50_ms, '.2f', ' ms'):>10}  "
+            f"p99 {figure(step.p99_ms, '.2f', ' ms'):>11}  {verdict}")
 
 
 def run_sweep(args: argparse.Namespace) -> int:

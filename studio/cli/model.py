@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from studio.cli.common import add_trust_option
+from studio.cli.common import (
+    MODEL_HELP,
+    add_record_option,
+    add_trust_option,
+    model_path,
+    record_version,
+)
 from studio.core.errors import ExitStatus
 from studio.core.model.schema import shape_text
 from studio.core.units import human_size, printable, text_table
@@ -15,11 +21,13 @@ COMMANDS = ("inspect",)
 def add_commands(commands: argparse._SubParsersAction) -> None:
     inspect = commands.add_parser("inspect", help="describe a model file or MLflow folder")
     inspect.add_argument("file",
-                         help="model file (.onnx, .joblib, .pkl, .skops, ...) or MLflow folder")
+                         help="model file (.onnx, .joblib, .pkl, .skops, ...) or MLflow folder"
+                              + MODEL_HELP)
     inspect.add_argument("--json", action="store_true", help="print the ModelSchema as JSON")
     add_trust_option(inspect)
     inspect.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                          help="stop loading after this long (default 120)")
+    add_record_option(inspect)
     inspect.set_defaults(run=run_inspect)
 
 
@@ -72,7 +80,9 @@ def summary(artifact) -> str:
 
 def run_inspect(args: argparse.Namespace) -> int:
     from studio.core.model.artifact import load
+    from studio.core.versions.registry import record_loaded
 
-    artifact = load(args.file, trust=args.trust, timeout=args.timeout)
+    artifact = load(model_path(args.file), trust=args.trust, timeout=args.timeout)
     print(artifact.schema.to_json() if args.json else summary(artifact))
+    record_version(args, lambda: record_loaded(artifact))
     return ExitStatus.OK

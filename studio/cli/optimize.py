@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from studio.cli.common import add_trust_option
+from studio.cli.common import (
+    MODEL_HELP,
+    add_record_option,
+    add_trust_option,
+    model_path,
+    record_version,
+)
 from studio.core.errors import ExitStatus
 from studio.core.optimize.report import conversion_lines, optimization_lines
 
@@ -15,7 +20,8 @@ COMMANDS = ("convert", "optimize")
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     convert = commands.add_parser("convert", help="convert a model to ONNX and check parity")
-    convert.add_argument("model", help="scikit-learn, XGBoost or LightGBM model, or MLflow folder")
+    convert.add_argument("model", help="scikit-learn, XGBoost or LightGBM model, or MLflow folder"
+                                       + MODEL_HELP)
     convert.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     convert.add_argument("--opset", type=int, default=17, help="target ONNX opset (default 17)")
     add_trust_option(convert)
@@ -23,7 +29,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     convert.set_defaults(run=run_convert)
 
     optimize = commands.add_parser("optimize", help="make an ONNX model smaller or faster")
-    optimize.add_argument("model", help="an ONNX model")
+    optimize.add_argument("model", help="an ONNX model" + MODEL_HELP)
     optimize.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     kinds = optimize.add_mutually_exclusive_group(required=True)
     for flag, kind, text in (("--int8", "int8", "dynamic int8 quantization"),
@@ -46,6 +52,7 @@ def _add_tolerance_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
                         help="stop loading or converting after this long (default 300)")
+    add_record_option(parser)
 
 
 def _tolerance(args: argparse.Namespace, default):
@@ -60,12 +67,14 @@ def _tolerance(args: argparse.Namespace, default):
 def run_convert(args: argparse.Namespace) -> int:
     from studio.core.model.artifact import load
     from studio.core.optimize.convert import convert
+    from studio.core.versions.registry import record_made
 
-    source = load(args.model, trust=args.trust, timeout=args.timeout)
+    source = load(model_path(args.model), trust=args.trust, timeout=args.timeout)
     result = convert(source, args.output, opset=args.opset, reference=args.reference,
                      tolerance=_tolerance(args, None), timeout=args.timeout)
     report = result.report
     print(report.model_dump_json(indent=2) if args.json else "\n".join(conversion_lines(report)))
+    record_version(args, lambda: record_made(source, result.artifact, report))
     if not report.parity.passed:
         print(f"slipway: error: the ONNX model was written to {report.output_path} but FAILED its "
               "parity check; do not serve it before looking at the differences above.",
@@ -77,13 +86,14 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_optimize(args: argparse.Namespace) -> int:
     from studio.core.model.artifact import detect_format, load
     from studio.core.optimize.optimize import DEFAULT_TOLERANCES, OptimizationError, optimize
+    from studio.core.versions.registry import record_made
 
-    model_path = Path(args.model)
-    if model_path.is_file() and detect_format(model_path) != "onnx":
-        raise OptimizationError(f"'{model_path.name}' is not an ONNX model.",
+    path = model_path(args.model)
+    if path.is_file() and detect_format(path) != "onnx":
+        raise OptimizationError(f"'{path.name}' is not an ONNX model.",
                                 "Convert it first: slipway convert MODEL -o MODEL.onnx, then "
                                 "optimize the .onnx file.")
-    source = load(args.model, trust=False, timeout=args.timeout)
+    source = load(path, trust=False, timeout=args.timeout)
     result = optimize(source, args.optimization, args.output, reference=args.reference,
                       tolerance=_tolerance(args, DEFAULT_TOLERANCES[args.optimization]))
     report = result.report
@@ -94,6 +104,7 @@ def run_optimize(args: argparse.Namespace) -> int:
         return ExitStatus.NOT_LOADABLE
     if not args.json:
         print("\n".join(optimization_lines(report)))
+    record_version(args, lambda: record_made(source, result.artifact, report))
     if not report.parity.passed:
         print(f"slipway: error: {report.output_path} was written but FAILED its parity check.",
               file=sys.stderr)

@@ -23,8 +23,13 @@ The family (each class lives with the stage that raises it; a test holds this ta
     MetricsError           1  core/monitor/scrape.py          a metrics endpoint does not answer
     ProfileError           2  core/monitor/reference.py       a file is not a reference profile
     DriftError             2  core/monitor/drift.py           live counts are on other bins
+    BatchError             2  core/batch/options.py           a batch run's data, output or model cannot be used
+    BadRowError            2  core/batch/rows.py              a row does not fit the model, and bad rows are fatal
     ExportOptionsError     2  core/export/options.py          an export option cannot be used
     ExportCheckFailed      5  core/export/write.py            exported manifests failed a check
+    VersionError           2  core/versions/registry.py       no version answers a reference, or a move is refused
+    RegistryError          1  core/versions/database.py       the registry or a stored model is damaged
+    CompareError           2  core/versions/compare_inputs.py two versions cannot be compared as asked
 
 `Cancelled` is not an error: the user asked to stop, and pages return to idle (`slipway` exits 130).
 """

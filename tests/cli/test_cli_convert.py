@@ -59,6 +59,8 @@ def converted(folder, wide_mlp, sklearn_models, unconvertible_models, onnx_iris_
                    "-o", folder / "custom.onnx"],
         "linear": ["optimize", onnx_iris_classifier.path, "--int8", "--json",
                    "-o", folder / "no.onnx"],
+        "regressor": ["convert", sklearn_models["forest_regressor_diabetes"].path, "--trust",
+                      "-o", folder / "forest.onnx"],
     })
 
 
@@ -84,13 +86,29 @@ def test_convert_prints_the_parity_table_and_exits_0(converted, folder):
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"Converted mlp_wide_wine.joblib -> {folder / 'mlp.onnx'} (skl2onnx")
     assert "opset 15" in lines[0]
-    assert lines[1].startswith("Parity on 200 rows (200 rows sampled from the schema): pass")
-    header = lines[2].split()
+    assert lines[1].startswith("  latency  one row ") and "(sklearn-joblib -> ONNX, median" in lines[1]
+    assert lines[2].startswith("Parity on 200 rows (200 rows sampled from the schema): pass")
+    assert "labels kept >= 100%" in lines[2]
+    header = lines[3].split()
     assert header[:2] == ["output", "role"] and header[-2:] == ["agreement", "result"]
-    rows = {line.split()[0]: line.split() for line in lines[3:5]}
+    rows = {line.split()[0]: line.split() for line in lines[4:6]}
     assert rows["label"][1] == "label" and rows["label"][-2:] == ["100.00%", "pass"]
     assert rows["probabilities"][1] == "probabilities" and rows["probabilities"][-1] == "pass"
     assert result.stderr == ""
+
+
+def test_a_regressors_parity_speaks_of_values_not_labels(converted):
+    result = converted["regressor"]
+    assert result.returncode == 0, result.stderr
+    parity = next(line for line in result.stdout.splitlines() if line.startswith("Parity on"))
+    assert "values within atol" in parity
+    assert "label" not in parity
+
+
+def test_the_conversion_reports_its_latency_before_and_after(converted):
+    report = ConversionReport.model_validate_json(converted["failed"].stdout)
+    assert report.latency_before.batch_rows == report.latency_after.batch_rows == 256
+    assert report.latency_before.single_row_ms > 0 and report.latency_after.single_row_ms > 0
 
 
 def test_convert_writes_the_opset_asked_for(converted, folder):

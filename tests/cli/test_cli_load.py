@@ -18,7 +18,8 @@ from studio.core.serve.deploy import DeployOptions, deploy
 from studio.core.serve.runtimes.base import free_port
 from studio.ui.app import DEMO_MODEL
 
-PREDICT_COUNT = re.compile(r'^slipway_requests_total\{route="/predict",status="(\d+)"\} (\S+)$')
+PREDICT_COUNT = re.compile(
+    r'^slipway_requests_total\{route="/predict",status="(\d+)",version="1"\} (\S+)$')
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def assert_one_line_error(err, *fragments):
 # --- load ------------------------------------------------------------------------------------------
 
 def test_a_closed_loop_prints_the_report_as_json(capsys, url):
-    status, out, err = slipway(capsys, "load", url, "--concurrency", 4, "--duration", "1s",
+    status, out, err = slipway(capsys, "load", url, "--connections", 4, "--duration", "1s",
                                "--json")
     assert status == 0, err
     report = strict_json(out)
@@ -269,12 +270,28 @@ def test_a_zero_duration_is_refused(capsys, monkeypatch, url):
     assert_one_line_error(err, "The duration must be positive.")
 
 
-def test_zero_concurrency_is_refused(capsys, monkeypatch, url):
+def test_zero_connections_is_refused(capsys, monkeypatch, url):
     calls = never_run(monkeypatch)
-    status, _, err = slipway(capsys, "load", url, "--concurrency", 0, "--duration", "1s")
+    status, _, err = slipway(capsys, "load", url, "--connections", 0, "--duration", "1s")
     assert [plan.connections for plan in calls] == []
     assert status == 2
     assert_one_line_error(err, "at least one connection")
+
+
+def test_connections_have_one_flag(capsys, monkeypatch, url):
+    """--connections is the closed loop's workers and the open loop's connections alike, the word
+    the Load page uses; the old --concurrency says which flag to use instead of loading."""
+    calls = never_run(monkeypatch)
+    with pytest.raises(SystemExit) as help_exit:
+        cli.main(["load", "--help"])
+    out = capsys.readouterr().out
+    assert help_exit.value.code == 0 and "--connections N" in out and "--concurrency" not in out
+    with pytest.raises(SystemExit) as gone:  # a usage error, as argparse ends one
+        cli.main(["load", url, "--concurrency", "4", "--duration", "1s"])
+    err = capsys.readouterr().err
+    assert gone.value.code == 2 and calls == []
+    assert err == ("slipway: error: --concurrency is gone: use --connections N (the closed "
+                   "loop's workers, or the open loop's connections)\n")
 
 
 def test_a_report_file_of_an_unknown_kind_is_refused_before_running(capsys, monkeypatch, url,
@@ -289,7 +306,7 @@ def test_a_report_file_of_an_unknown_kind_is_refused_before_running(capsys, monk
 
 def test_csv_and_json_reports_are_written(capsys, url, tmp_path):
     for name in ("timeline.csv", "report.json"):
-        status, _, err = slipway(capsys, "load", url, "--concurrency", 2, "--duration", "500ms",
+        status, _, err = slipway(capsys, "load", url, "--connections", 2, "--duration", "500ms",
                                  "--report", tmp_path / name)
         assert status == 0, err
     header = (tmp_path / "timeline.csv").read_text().splitlines()[0]

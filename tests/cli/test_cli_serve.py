@@ -60,6 +60,31 @@ def test_predict_prints_the_answer(served_demo, tmp_path):
     assert len(json.loads(batch.stdout)["predictions"]) == 3
 
 
+def test_predict_takes_the_url_with_or_without_the_route(served_demo):
+    url, _, _ = served_demo
+    single = slipway("predict", f"{url}/predict", "--data", json.dumps(BODY))
+    assert single.returncode == 0, single.stderr
+    assert set(json.loads(single.stdout)["probabilities"]) == {"class_0", "class_1", "class_2"}
+    batch = slipway("predict", f"{url}/predict/batch/",
+                    "--data", json.dumps({"instances": [BODY["features"]] * 2}))
+    assert batch.returncode == 0, batch.stderr
+    assert len(json.loads(batch.stdout)["predictions"]) == 2
+    both = slipway("predict", f"{url}/predict", "--route", "/predict/batch", "--data", "{}")
+    assert both.returncode == 2
+    assert "names the route /predict and --route says /predict/batch" in both.stderr
+
+
+def test_predict_without_data_sends_the_models_sample_body(served_demo):
+    url, _, _ = served_demo
+    result = slipway("predict", url)
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)["probabilities"]) == {"class_0", "class_1", "class_2"}
+    assert "Sending the model's sample body for /predict" in result.stderr
+    v2 = slipway("predict", f"{url}/v2/models/wine_classifier/infer")
+    assert v2.returncode == 0, v2.stderr
+    assert {o["name"] for o in json.loads(v2.stdout)["outputs"]} >= {"label"}
+
+
 def test_predict_reports_a_bad_request_with_the_servers_reason(served_demo):
     url, _, _ = served_demo
     result = slipway("predict", url, "--data", '{"features": {"alcohol": "strong"}}')

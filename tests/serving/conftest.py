@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Puts serving_templates/server on sys.path, so `import slipway_server` works in every test here.
 from server_helpers import IRIS_CLASSES, IRIS_FEATURES, ServedModel, bundler_config, sha256
 
+WINE_MODEL = Path(__file__).resolve().parents[2] / "resources" / "demo" / "wine_classifier.onnx"
 SQUEEZENET = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / \
     "light_squeezenet.onnx"
 
@@ -187,6 +188,47 @@ def squeezenet(tmp_path_factory) -> ServedModel:
                                     "max_concurrency": 512})
     config["model_file"] = str(SQUEEZENET)
     return ServedModel("light_squeezenet", SQUEEZENET, config, None)
+
+
+@pytest.fixture(scope="session")
+def wine_demo() -> ServedModel:
+    """The studio's demo model as shipped: 13 FP32 features in, an INT64 label and FP32
+    probabilities out; its features and class names come from the model's own metadata."""
+    assert WINE_MODEL.is_file(), f"{WINE_MODEL} is missing"
+    import pandas as pd
+
+    rows = pd.read_csv(WINE_MODEL.parent / "wine_reference.csv").drop(columns="target")
+    config = {"model_file": str(WINE_MODEL), "name": "wine", "version": "1",
+              "sha256": sha256(WINE_MODEL)}
+    return ServedModel("wine", WINE_MODEL, config, rows.to_numpy(dtype=np.float32))
+
+
+@pytest.fixture(scope="session")
+def every_datatype(tmp_path_factory) -> ServedModel:
+    """A model that hands back what it is given, one input of each datatype the server can feed
+    (BOOL, UINT8, INT8, INT16, INT32, INT64, UINT16, UINT32, UINT64, FP16, FP32, FP64, BYTES),
+    each [N, 2]: every value's way in and out, byte for byte."""
+    from onnx import TensorProto, helper
+
+    types = {"bool": TensorProto.BOOL, "uint8": TensorProto.UINT8, "int8": TensorProto.INT8,
+             "int16": TensorProto.INT16, "int32": TensorProto.INT32, "int64": TensorProto.INT64,
+             "uint16": TensorProto.UINT16, "uint32": TensorProto.UINT32,
+             "uint64": TensorProto.UINT64, "fp16": TensorProto.FLOAT16,
+             "fp32": TensorProto.FLOAT, "fp64": TensorProto.DOUBLE, "bytes": TensorProto.STRING}
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [name], [f"{name}_out"]) for name in types],
+        "every_datatype",
+        [helper.make_tensor_value_info(name, kind, ["N", 2]) for name, kind in types.items()],
+        [helper.make_tensor_value_info(f"{name}_out", kind, ["N", 2])
+         for name, kind in types.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    path = tmp_path_factory.mktemp("every-datatype") / "every_datatype.onnx"
+    onnx.save_model(model, path)
+    config = {"model_file": path.name, "name": "every_datatype", "version": "1",
+              "sha256": sha256(path)}
+    return ServedModel("every_datatype", path, config, None)
 
 
 @pytest.fixture

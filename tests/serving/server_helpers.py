@@ -54,6 +54,10 @@ class ServedModel:
         """The in-process server for this model (see `serve`), with config changes."""
         return serve(config or self.with_config(**changes), self.path.parent, ready)
 
+    def running(self, folder: Path, **changes: Any) -> contextlib.AbstractContextManager:
+        """This model served by a real server process (see `running_server`), config changed."""
+        return running_server(folder, self.with_config(model_file=str(self.path), **changes))
+
     def ort(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
         """What onnxruntime answers in this process, output name -> value."""
         session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])

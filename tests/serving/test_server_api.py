@@ -114,7 +114,7 @@ async def test_predict_regressor_value(regressor):
 async def test_v2_server_and_model_metadata(iris_logreg):
     async with iris_logreg.serve() as (_app, client):
         server = (await client.get("/v2")).json()
-        assert server["name"] == "slipway" and server["extensions"] == []
+        assert server["name"] == "slipway" and server["extensions"] == ["binary_tensor_data"]
         assert isinstance(server["version"], str)
         assert (await client.get("/v2/health/live")).json() == {"live": True}
         assert (await client.get("/v2/health/ready")).json() == {"ready": True}

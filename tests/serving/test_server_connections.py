@@ -59,7 +59,8 @@ def test_a_body_that_does_not_arrive_in_time_is_answered_408(tmp_path, iris_logr
         assert _status_and_error(answer) == (408, "the request body did not arrive within 1 s")
         samples = server.metrics()
         assert samples[("slipway_requests_total",
-                        frozenset({"route": "/predict", "status": "408"}.items()))] == 1
+                        frozenset({"route": "/predict", "status": "408",
+                                   "version": "1"}.items()))] == 1
         assert httpx.post(f"{server.url}/predict", content=PREDICT_BODY).status_code == 200
 
 

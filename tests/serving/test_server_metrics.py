@@ -38,13 +38,16 @@ async def test_metrics_names_and_counters(iris_logreg):
         assert response.headers["content-type"].startswith("text/plain")
         samples = parse_metrics(response.text)
 
-        assert _value(samples, "slipway_requests_total", route="/predict", status="200") == 3
-        assert _value(samples, "slipway_requests_total", route="/predict", status="400") == 1
+        assert _value(samples, "slipway_requests_total", route="/predict", status="200",
+                      version="1") == 3
+        assert _value(samples, "slipway_requests_total", route="/predict", status="400",
+                      version="1") == 1
         assert _value(samples, "slipway_requests_total", route="/predict/batch",
-                      status="200") == 1
-        assert _value(samples, "slipway_request_duration_seconds_count", route="/predict") == 4
+                      status="200", version="1") == 1
+        assert _value(samples, "slipway_request_duration_seconds_count", route="/predict",
+                      version="1") == 4
         assert _les(samples, "slipway_request_duration_seconds_bucket",
-                    route="/predict") == DURATION_LES
+                    route="/predict", version="1") == DURATION_LES
         assert _les(samples, "slipway_inference_duration_seconds_bucket") == DURATION_LES
         assert _value(samples, "slipway_inference_duration_seconds_count") == 4  # no warm-up
         assert _les(samples, "slipway_batch_size_bucket") == BATCH_LES
@@ -61,10 +64,33 @@ async def test_metrics_names_and_counters(iris_logreg):
         async with iris_logreg.serve() as (_other, other_client):
             fresh = parse_metrics((await other_client.get("/metrics")).text)
             assert ("slipway_requests_total", frozenset(
-                {"route": "/predict", "status": "200"}.items())) not in fresh
+                {"route": "/predict", "status": "200", "version": "1"}.items())) not in fresh
         # The scrape itself was counted.
         samples = parse_metrics((await client.get("/metrics")).text)
-        assert _value(samples, "slipway_requests_total", route="/metrics", status="200") == 1
+        assert _value(samples, "slipway_requests_total", route="/metrics", status="200",
+                      version="1") == 1
+
+
+async def test_two_versions_scraped_together_never_add_up(iris_logreg):
+    """Two versions of one model side by side: every request series names its version, so a
+    Prometheus scraping both keeps them apart (and a sum over the label still gives the total)."""
+    row = iris_logreg.X[0].tolist()
+    scraped = {}
+    for version, requests in (("1", 2), ("2", 3)):
+        async with iris_logreg.serve(version=version) as (_app, client):
+            for _ in range(requests):
+                assert (await client.post("/predict", json={"features": row})).status_code == 200
+            scraped[version] = parse_metrics((await client.get("/metrics")).text)
+    together = {**scraped["1"], **scraped["2"]}  # one store, as a Prometheus holds both
+    for version, requests in (("1", 2), ("2", 3)):
+        assert _value(together, "slipway_requests_total", route="/predict", status="200",
+                      version=version) == requests
+        assert _value(together, "slipway_request_duration_seconds_count", route="/predict",
+                      version=version) == requests
+        assert _value(together, "slipway_model_info", name="iris", version=version,
+                      sha256=iris_logreg.config["sha256"]) == 1
+    assert sum(value for (name, labels), value in together.items()
+               if name == "slipway_requests_total" and dict(labels)["route"] == "/predict") == 5
 
 
 async def test_feature_histograms_use_the_reference_edges(iris_logreg):

@@ -53,6 +53,24 @@ async def test_iris_document_names_every_feature(iris_logreg):
     sample = infer["requestBody"]["content"]["application/json"]["examples"]["sample"]["value"]
     assert sample == {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
                                   "data": [5.84, 3.06, 3.76, 1.2]}]}
+    # The binary tensor data extension: bodies of JSON then raw bytes, both ways.
+    assert "application/octet-stream" in infer["requestBody"]["content"]
+    assert "application/octet-stream" in infer["responses"]["200"]["content"]
+    assert "Inference-Header-Content-Length" in infer["responses"]["200"]["headers"]
+    assert "binary_data_size" in infer["description"]
+    assert {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
+            "description": "With binary tensor data after the JSON: the JSON's length in bytes "
+                           "(without it, the whole body is JSON).",
+            "schema": {"type": "integer", "minimum": 1}} in infer["parameters"]
+    request_input = schemas["V2RequestInput"]
+    assert request_input["required"] == ["name", "shape", "datatype"]
+    assert request_input["properties"]["parameters"]["properties"]["binary_data_size"] == {
+        "type": "integer", "minimum": 0,
+        "description": "Bytes of this input's binary data after the JSON."}
+    request = schemas["V2InferenceRequest"]["properties"]
+    assert request["parameters"]["properties"]["binary_data_output"]["type"] == "boolean"
+    assert request["outputs"]["items"]["properties"]["parameters"]["properties"][
+        "binary_data"]["type"] == "boolean"
 
 
 async def test_mixed_document_gives_types_and_categories(mixed_model):

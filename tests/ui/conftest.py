@@ -12,7 +12,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from studio.ui.app import DEMO_MODEL, apply_theme, create_window
+from studio.ui.app import DEMO_MODEL, create_window
+from studio.ui.theme import apply_theme
 
 
 class Hang:

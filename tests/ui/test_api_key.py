@@ -102,7 +102,7 @@ def test_load_prepares_its_test_with_the_key(qtbot, window, keyed_server):
     report = run_load(qtbot, page)
     assert not page.error_banner.isVisible()
     assert report.completed > 0 and report.errors == 0, report.errors_by_kind
-    assert "random valid rows from the schema" in report.plan
+    assert "rows like the server's reference data" in report.plan  # GET /reference, keyed too
     assert page.throughput_chart.points("ok") >= 2  # the snapshots reached the charts
 
 

@@ -6,6 +6,8 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import QApplication
 
+from studio.ui.settings import load as load_settings
+
 LOAD_TIMEOUT_MS = 30_000
 
 
@@ -160,8 +162,7 @@ def test_recent_files_are_remembered_and_reopen(qtbot, window, demo_model):
     assert action.text() == str(demo_model.resolve())
     with qtbot.waitSignal(window.model_page.artifact_loaded, timeout=LOAD_TIMEOUT_MS):
         action.trigger()
-    assert window.settings.value("recentFiles") in ([str(demo_model.resolve())],
-                                                     str(demo_model.resolve()))
+    assert load_settings(window.settings).recent_files == [str(demo_model.resolve())]
 
 
 def test_what_a_model_file_says_is_shown_as_text_not_obeyed(qtbot, window, tmp_path):

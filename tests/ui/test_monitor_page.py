@@ -14,13 +14,16 @@ import httpx
 import pytest
 from monitor_servers import (
     WINE_FEATURES,
+    WINE_ROWS,
     Background,
     TextServer,
+    running_demo,
     send,
     serve_demo,
     wine_bodies,
 )
 from PySide6.QtCore import Qt, QTimer
+from shiboken6 import isValid
 
 from studio.core.loadtest.payloads import parse_drift
 from studio.core.monitor.drift import PREDICTIONS_ROW
@@ -37,8 +40,11 @@ def page(qtbot, window):
     monitor_page = window.monitor_page
     assert window.pages.currentWidget() is monitor_page
     yield monitor_page
-    monitor_page.stop()
-    qtbot.waitUntil(lambda: not monitor_page.fetching, timeout=REFRESH_TIMEOUT_MS)
+    # pytest-qt closes the window it was given, which ends the page's work, before fixtures are
+    # torn down: a scrape in flight then reports to no one, and there is nothing to wait for.
+    if isValid(window) and window.isVisible():
+        monitor_page.stop()
+        qtbot.waitUntil(lambda: not monitor_page.fetching, timeout=REFRESH_TIMEOUT_MS)
 
 
 class Ticks:
@@ -141,6 +147,8 @@ def test_drifted_alcohol_raises_the_alert(qtbot, page, reference_server, wine_cs
     level_column = page.drift_table.columnCount() - 1
     assert page.drift_table.item(0, level_column).text() == "alert"
     assert page.drift_rows[0].feature == "alcohol" and page.drift_rows[0].level == "alert"
+    alerted = sum(row.level == "alert" for row in page.drift_rows)  # seen from the Traffic tab
+    assert page.views.tabText(1) == f"Drift · {alerted} alert{'s' if alerted > 1 else ''}"
     # the most drifted feature is the one shown, with its PSI over time
     assert page.view.feature.name == "alcohol"
     assert finite(page.drift_chart, "alcohol")
@@ -213,7 +221,9 @@ def test_a_slow_server_does_not_hold_up_the_window(qtbot, page):
             qtbot.wait(600)
         page.stop()
         qtbot.waitUntil(lambda: not page.fetching, timeout=REFRESH_TIMEOUT_MS)
-    assert ticks.longest_gap < 0.3, ticks.longest_gap
+    # A scrape on the GUI thread would stop it for the server's whole second; a busy shared
+    # machine alone stalls it for a few tenths.
+    assert ticks.longest_gap < 0.8, ticks.longest_gap
     assert slow.paths[:2] == ["/metrics", "/reference"]
     assert len(slow.paths) <= 4, slow.paths  # 500 ms ticks, but one request at a time
     assert page.monitor.recognized() == {}  # jobs_total: a counter with no known meaning
@@ -275,3 +285,83 @@ def test_a_reference_on_other_bins_is_shown_as_an_error_not_raised(qtbot, page,
         qtbot.wait(100)
     assert not exceptions, [str(e[1]) for e in exceptions]
     assert page.error_banner.isVisible() and "alcohol" in page.error_banner.message.text()
+
+
+# --- figures that say what they cover ------------------------------------------------------------
+
+
+def test_the_headline_says_now_and_what_the_window_covers_and_never_nan(qtbot, page,
+                                                                        reference_server,
+                                                                        wine_csv):
+    url = reference_server.url
+    watch(qtbot, page, url)
+    with qtbot.waitSignals([page.refreshed, page.refreshed], timeout=REFRESH_TIMEOUT_MS):
+        pass
+    idle = page.status.text()
+    assert idle.startswith("Now 0.0 req/s, 0 in flight · ")
+    assert "since watching began: no requests" in idle and "nan" not in idle.lower()
+
+    load = Background(send, url, wine_bodies(url, wine_csv), requests=2 * WINE_ROWS).start()
+    qtbot.waitUntil(lambda: not load.running, timeout=15_000)
+    load.join()
+    # traffic has stopped: "now" says so, while the window still holds what was served
+    qtbot.waitUntil(lambda: page.status.text().startswith("Now 0.0 req/s")
+                    and "no requests" not in page.status.text(), timeout=REFRESH_TIMEOUT_MS)
+    after = page.status.text()
+    window = after.split(" · ")[1]
+    assert window.startswith("over ") and "since watching began: " in window
+    served = float(window.split(": ")[1].split(" req/s")[0].replace(",", ""))
+    assert served > 0 and "p50 " in window and " ms" in window
+    assert "nan" not in after.lower()
+    batch = finite(page.charts["batch"], "mean")
+    assert batch and all(v >= 1 for v in batch)  # rows per batch: never below one row
+
+
+def test_connections_the_server_closed_show_beside_the_errors(qtbot, page, reference_server):
+    url = reference_server.url
+    watch(qtbot, page, url)
+    assert "0 connections closed by the server" in page.status.text()
+    answer = httpx.get(f"{url}/health", headers={"X-Padding": "a" * 70_000})
+    assert answer.status_code == 431
+    qtbot.waitUntil(lambda: "1 connection closed by the server (header too large 1)"
+                    in page.status.text(), timeout=REFRESH_TIMEOUT_MS)
+    # with the window's figures: here no request, only the connection refused
+    assert "since watching began: no requests, 1 connection closed" in page.status.text()
+
+
+def test_reference_data_is_read_against_the_watched_server(qtbot, page, reference_server,
+                                                           wine_csv, tmp_path):
+    url = reference_server.url
+    watch(qtbot, page, url)
+    assert page.baseline_caveat.isHidden()  # the server's own dataset: nothing hidden from it
+
+    partial = tmp_path / "two-columns.csv"
+    partial.write_text("alcohol,hue\n13.0,1.0\n")
+    page.load_reference_data(partial)
+    qtbot.waitUntil(lambda: page.error_banner.isVisible(), timeout=REFRESH_TIMEOUT_MS)
+    assert "lacks 11 of the model's feature columns" in page.error_banner.message.text()
+    assert page.reference_data is None
+
+    page.load_reference_data(wine_csv)
+    assert not page.error_banner.isVisible()
+    qtbot.waitUntil(lambda: "the reference data wine_reference.csv (178 rows)"
+                    in page.baseline_note.text(), timeout=REFRESH_TIMEOUT_MS)
+    assert page.data_button.isEnabled() and page.watching
+
+
+def test_a_live_baseline_says_what_it_cannot_see_until_reference_data_is_attached(
+        qtbot, page, wine_csv):
+    with running_demo(None) as deployment:  # bundled without reference data
+        url = deployment.url
+        watch(qtbot, page, url)
+        # above the charts as well as the drift table: whichever tab is open
+        assert page.views.currentIndex() == 0 and page.baseline_caveat.isVisible()
+        assert "drift present from the first request cannot be seen" in \
+            page.baseline_caveat.text().lower()
+
+        page.load_reference_data(wine_csv)
+        qtbot.waitUntil(lambda: page.baseline_caveat.isHidden(), timeout=REFRESH_TIMEOUT_MS)
+        assert page.baseline_note.text().startswith(
+            "Compared with the reference data wine_reference.csv (178 rows) ")
+        page.stop()
+        qtbot.waitUntil(lambda: not page.fetching, timeout=REFRESH_TIMEOUT_MS)

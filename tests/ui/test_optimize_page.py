@@ -42,6 +42,10 @@ def test_convert_and_optimize_an_mlp_shows_one_passing_row_per_step(qtbot, windo
     assert column(page, 0) == ["convert to ONNX", "int8", "fp16"]
     assert column(page, 1) == ["pass", "pass", "pass"]
     assert page.progress_label.text() == "Done"
+    # Every row, the conversion's too, times the model before and after its step.
+    for text in column(page, 4) + column(page, 5):
+        before, after = text.split(" → ")
+        assert float(before) > 0 and float(after.split()[0]) > 0
     for result in page.results:
         assert result.artifact.model_file.exists()
         assert [f.name for f in result.artifact.schema.features] == \
@@ -61,6 +65,9 @@ def test_nothing_to_quantize_is_said_plainly_and_nothing_can_be_saved(qtbot, win
     choose(page, Optimization.INT8)
     run(qtbot, page)
     assert column(page, 1) == ["pass", "not applicable"]
+    # The run ends on the row that can be saved, so Save and Use work at once.
+    assert page.selected_result() is page.results[0]
+    assert page.save_button.isEnabled() and page.use_button.isEnabled()
     assert "Nothing to quantize" in page.table.item(1, 8).text()
     assert "TreeEnsembleClassifier" in page.table.item(1, 8).text()
     page.table.selectRow(1)
@@ -142,6 +149,16 @@ def test_saving_a_model_that_failed_parity_asks_first(qtbot, window, sklearn_mod
         page.confirm_box.button(QMessageBox.StandardButton.Save).click()
     assert Path(saved.args[0]) == destination
     assert destination.read_bytes() == written.read_bytes()
+
+
+def test_int8_is_ticked_by_default_only_on_a_model_it_can_help(qtbot, window, sklearn_models,
+                                                                demo_model):
+    page = open_trusted(qtbot, window, sklearn_models["forest_wine"].path)
+    assert not page.optimization_boxes[Optimization.INT8].isChecked()
+    page = open_trusted(qtbot, window, sklearn_models["mlp_wine"].path)
+    assert page.optimization_boxes[Optimization.INT8].isChecked()
+    page = open_trusted(qtbot, window, demo_model)  # Scaler + LinearClassifier: nothing to shrink
+    assert not page.optimization_boxes[Optimization.INT8].isChecked()
 
 
 def test_without_a_model_there_is_nothing_to_run(window):

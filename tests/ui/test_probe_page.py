@@ -91,3 +91,46 @@ def test_the_page_is_ready_for_the_next_request_when_it_says_answered(qtbot, pro
     probe.answered.connect(lambda reply: ready.append(probe.send_button.isEnabled()))
     send(qtbot, probe)
     assert ready == [True]
+
+
+def test_a_new_error_clears_the_previous_answer(qtbot, probe):
+    assert send(qtbot, probe).status == 200
+    probe.editor.setPlainText('{"features": [1, 2,')
+    qtbot.mouseClick(probe.send_button, Qt.MouseButton.LeftButton)
+    assert probe.error_banner.isVisible()
+    assert probe.status.text() == "Nothing was sent."
+    assert probe.response.toPlainText() == ""
+
+
+def test_the_error_banner_does_not_push_the_controls_down(qtbot, window, probe):
+    window.resize(1024, 700)
+    qtbot.waitExposed(window)
+    before = probe.send_button.mapTo(window, probe.send_button.rect().topLeft())
+    editor_before = probe.editor.mapTo(window, probe.editor.rect().topLeft())
+    probe.editor.setPlainText('{"features": [1, 2,')
+    qtbot.mouseClick(probe.send_button, Qt.MouseButton.LeftButton)
+    assert probe.error_banner.isVisible()
+    qtbot.wait(50)  # let the layout settle
+    assert probe.send_button.mapTo(window, probe.send_button.rect().topLeft()) == before
+    assert probe.editor.mapTo(window, probe.editor.rect().topLeft()) == editor_before
+
+
+def test_a_long_list_of_missing_features_is_shown_compactly(qtbot, probe):
+    probe.editor.setPlainText('{"features": {"alcohol": 13.0}}')
+    reply = send(qtbot, probe)
+    assert reply.status == 400
+    reason = probe.reason.text()
+    assert probe.reason.isVisible()
+    assert "'malic_acid', 'ash', 'alcalinity_of_ash', 'magnesium', 'total_phenols' and 7 more " \
+           "are missing" in reason
+    assert "(the model takes 13 features: alcohol, malic_acid, ash, alcalinity_of_ash, " \
+           "magnesium, …)" in reason
+    assert "proline" not in reason  # the last name is left to the full answer below
+    assert "proline" in probe.response.toPlainText()
+
+
+def test_a_short_reason_is_shown_as_the_server_gave_it():
+    from studio.ui.pages.probe_page import compact_reason
+
+    reason = "features 'a', 'b' are missing (the model takes: a, b, c)"
+    assert compact_reason(reason) == reason

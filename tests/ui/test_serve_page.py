@@ -133,3 +133,110 @@ def test_a_long_build_step_does_not_widen_the_window(qtbot, window):
     page._progress(None, step)
     assert page.status.text().startswith("building: Step 5/21")
     assert page.minimumSizeHint().width() <= max(before, 1024)
+
+
+def test_the_process_runtime_hides_what_only_docker_uses(qtbot, window, demo_model):
+    page = window.serve_page
+    docker_only = (page.tag, page.base_image, page.cpus, page.memory)
+    page.runtime.setCurrentIndex(page.runtime.findData("process"))
+    assert not any(widget.isVisibleTo(page) for widget in docker_only)
+    assert page.port.isVisibleTo(page) and page.reference.isVisibleTo(page)
+    page.runtime.setCurrentIndex(page.runtime.findData("docker"))
+    assert all(widget.isVisibleTo(page) for widget in docker_only)
+    # Auto without an engine (the fixture's DOCKER_HOST points nowhere) runs a local process.
+    page.runtime.setCurrentIndex(page.runtime.findData("auto"))
+    qtbot.waitUntil(lambda: page.engine is not None, timeout=10_000)
+    assert not any(widget.isVisibleTo(page) for widget in docker_only)
+
+
+def dropped_on(window, path):
+    from PySide6.QtCore import QMimeData, QPoint, QPointF, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    QApplication.sendEvent(window, QDragEnterEvent(QPoint(20, 20), Qt.DropAction.CopyAction, mime,
+                                                   Qt.MouseButton.LeftButton,
+                                                   Qt.KeyboardModifier.NoModifier))
+    QApplication.sendEvent(window, QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime,
+                                              Qt.MouseButton.LeftButton,
+                                              Qt.KeyboardModifier.NoModifier))
+
+
+def stop(qtbot, page):
+    with qtbot.waitSignal(page.deployment_stopped, timeout=20_000):
+        qtbot.mouseClick(page.stop_button, Qt.MouseButton.LeftButton)
+
+
+def test_dropping_a_pickle_on_the_serve_page_asks_for_trust_converts_and_serves_it(
+        qtbot, window, iris_joblib):
+    window.nav.setCurrentRow(2)
+    page = window.serve_page
+    dropped_on(window.serve_page, iris_joblib)
+    qtbot.waitUntil(lambda: page.trust_dialog is not None and page.trust_dialog.isVisible(),
+                    timeout=30_000)
+    assert window.pages.currentWidget() is page  # the user stays where they dropped it
+    with qtbot.waitSignal(page.deployment_ready, timeout=START_TIMEOUT_MS) as ready:
+        qtbot.mouseClick(page.trust_dialog.trust_button, Qt.MouseButton.LeftButton)
+    deployment = ready.args[0]
+    try:
+        assert window.current.path == iris_joblib  # the dropped model is the studio's model
+        assert window.model_page.feature_table.rowCount() == 4
+        log = page.build_log.toPlainText()
+        assert "Runtime: process" in log and "pass on" in log  # converted, parity checked
+        body = window.current.schema.samples.rest
+        assert httpx.post(f"{deployment.url}/predict", json=body, timeout=10).status_code == 200
+    finally:
+        stop(qtbot, page)
+
+
+def test_declining_trust_for_a_dropped_file_serves_nothing_and_says_so(qtbot, window,
+                                                                      iris_joblib):
+    window.nav.setCurrentRow(2)
+    page = window.serve_page
+    window.serve_file(iris_joblib)
+    qtbot.waitUntil(lambda: page.trust_dialog is not None and page.trust_dialog.isVisible(),
+                    timeout=30_000)
+    page.trust_dialog.reject()
+    assert page.error_banner.isVisible()
+    assert "was not served" in page.error_banner.message.text()
+    assert page.deployment is None and page.state == "failed"
+
+
+def test_serve_from_the_drop_zone_menu_runs_the_demo_model(qtbot, window):
+    page = window.serve_page
+    assert window.model_page.drop_zone.serve_button.menu() is not None
+    with qtbot.waitSignal(page.deployment_ready, timeout=START_TIMEOUT_MS):
+        window.model_page.drop_zone.serve_demo_action.trigger()
+    assert window.pages.currentWidget() is page
+    assert page.status.text() == "ready: process runtime"
+    stop(qtbot, page)
+
+
+def test_stop_while_loading_a_dropped_file_cancels(qtbot, window, demo_model):
+    page = window.serve_page
+    with qtbot.waitSignal(page.state_changed, timeout=START_TIMEOUT_MS,
+                          check_params_cb=lambda state: state in ("stopped", "ready")):
+        window.serve_file(demo_model)
+        assert page.status.text().startswith("building")
+        qtbot.mouseClick(page.stop_button, Qt.MouseButton.LeftButton)
+    if page.state == "ready":
+        stop(qtbot, page)
+    assert page.deployment is None
+
+
+def test_serving_after_optimizing_uses_the_verified_conversion(qtbot, window, iris_joblib):
+    with qtbot.waitSignal(window.model_page.artifact_loaded, timeout=30_000):
+        window.model_page.open_path(iris_joblib, trust=True)
+    optimize = window.optimize_page
+    for box in optimize.optimization_boxes.values():
+        box.setChecked(False)
+    with qtbot.waitSignal(optimize.run_finished, timeout=START_TIMEOUT_MS):
+        qtbot.mouseClick(optimize.run_button, Qt.MouseButton.LeftButton)
+    converted = optimize.results[0].artifact.model_file
+    page = window.serve_page
+    with qtbot.waitSignal(page.deployment_ready, timeout=START_TIMEOUT_MS):
+        qtbot.mouseClick(page.run_button, Qt.MouseButton.LeftButton)
+    assert f"already made and verified: {converted}" in page.build_log.toPlainText()
+    stop(qtbot, page)

@@ -39,12 +39,13 @@ from .metrics import CONTENT_TYPE_LATEST
 from .model import Model, cpu_count
 from .openapi import build_openapi
 from .reference_page import CONTENT_SECURITY_POLICY, reference_page
-from .request_body import ClientGone, HTTPError, read_json
+from .request_body import ClientGone, HTTPError, read_body, read_json, split_binary
 from .settings import Settings, StartupError, load_settings
 
 logger = logging.getLogger("slipway")
 
 JSON_TYPE = b"application/json"
+BINARY_TYPE = b"application/octet-stream"
 HTML_TYPE = b"text/html; charset=utf-8"
 METRICS_TYPE = CONTENT_TYPE_LATEST.encode()
 DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -53,7 +54,10 @@ UNMATCHED = "unmatched"
 V2_MODEL = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?$")
 MAX_INFERENCE_THREADS = 4
 
-Handler = Callable[[dict, Callable, Any], Awaitable[tuple[int, bytes, bytes]]]
+# A handler answers (status, body, content type). The content type may instead be a pair
+# (content type, extra headers) for the rare answer that needs headers of its own (a v2 answer
+# with binary tensor data), so every other answer pays nothing for them.
+Handler = Callable[[dict, Callable, Any], Awaitable[tuple[int, bytes, Any]]]
 HTML_HEADERS = ((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),)
 
 
@@ -123,7 +127,8 @@ class SlipwayApp(Starlette):
             "health": orjson.dumps({"status": "alive"}),
             "openapi": orjson.dumps(self.openapi),
             "docs": reference_page(self.openapi).encode(),
-            "v2": orjson.dumps({"name": "slipway", "version": __version__, "extensions": []}),
+            "v2": orjson.dumps({"name": "slipway", "version": __version__,
+                                "extensions": v2.EXTENSIONS}),
             "v2_live": orjson.dumps({"live": True}),
             "metadata": orjson.dumps(v2.model_metadata(model)),
             "schema": orjson.dumps(settings.schema) if settings.schema is not None else None,
@@ -246,6 +251,8 @@ class SlipwayApp(Starlette):
                 metrics.inflight -= 1
         if content_type is HTML_TYPE:
             headers = HTML_HEADERS
+        elif type(content_type) is tuple:
+            content_type, headers = content_type
         await _send_response(send, status, body, content_type, headers,
                              head=scope["method"] == "HEAD")
         metrics.request_done(route, status, time.perf_counter() - started)
@@ -421,9 +428,9 @@ class SlipwayApp(Starlette):
 
     async def _v2_infer(self, scope: dict, receive: Callable, params: Any) -> tuple:
         self._check_model(params)
-        document = await read_json(scope, receive, self.max_body)
+        document, binary = split_binary(scope, await read_body(scope, receive, self.max_body))
         model = self.model
-        feeds, rows, indices = v2.decode_request(model, document)
+        feeds, rows, wanted = v2.decode_request(model, document, binary)
         if rows > self.max_batch_rows and model.codec is not None:
             raise HTTPError(413, f"the request has {rows} rows, over the limit of "
                                  f"{self.max_batch_rows}")
@@ -432,8 +439,13 @@ class SlipwayApp(Starlette):
         request_id = document.get("id")
         if isinstance(request_id, str):
             answer["id"] = request_id
-        answer["outputs"] = v2.encode_outputs(model, outputs, indices)
-        return 200, orjson.dumps(answer, option=DUMPS_OPTIONS), JSON_TYPE
+        answer["outputs"], chunks = v2.encode_outputs(model, outputs, wanted)
+        header = orjson.dumps(answer, option=DUMPS_OPTIONS)
+        if chunks is None:
+            return 200, header, JSON_TYPE
+        # Binary tensor data: the JSON, then each binary output's bytes in the order listed.
+        return 200, b"".join([header, *chunks]), (BINARY_TYPE, [
+            (b"inference-header-content-length", str(len(header)).encode())])
 
 
 def create_app(settings: Settings | str | Path) -> SlipwayApp:

@@ -224,18 +224,22 @@ class _Collector:
 
     def collect(self) -> Iterator[Metric]:
         m = self.metrics
-        requests = CounterMetricFamily("slipway_requests", "HTTP requests by route and status.",
-                                       labels=["route", "status"])
+        # The request metrics carry the model's version, so that two versions scraped into one
+        # Prometheus (a canary beside the current one, a rolling update) never add up together.
+        version = m.info["version"]
+        requests = CounterMetricFamily("slipway_requests",
+                                       "HTTP requests by route and status, per model version.",
+                                       labels=["route", "status", "version"])
         for (route, status), count in sorted(m.requests.items()):
-            requests.add_metric([route, str(status)], count)
+            requests.add_metric([route, str(status), version], count)
         yield requests
 
         durations = HistogramMetricFamily("slipway_request_duration_seconds",
-                                          "Time from request to response, by route.",
-                                          labels=["route"])
+                                          "Time from request to response, by route, per model "
+                                          "version.", labels=["route", "version"])
         for route, histogram in sorted(m.durations.items()):
             buckets, total = histogram.snapshot()
-            durations.add_metric([route], buckets, total)
+            durations.add_metric([route, version], buckets, total)
         yield durations
 
         inflight = GaugeMetricFamily("slipway_inflight_requests",

@@ -11,6 +11,18 @@ from .model import Model
 from .settings import Settings
 
 JSON = "application/json"
+BINARY = "application/octet-stream"
+HEADER_LENGTH = "Inference-Header-Content-Length"
+BINARY_DATA = (
+    "Binary tensor data (the extension GET /v2 lists as binary_tensor_data, which tritonclient "
+    "uses by default): an input may give `\"parameters\": {\"binary_data_size\": N}` instead of "
+    "`data`, and its N bytes follow the JSON, after those of the binary inputs listed before it: "
+    "little-endian, row-major; BOOL one byte, 0 or 1; BYTES each a 4-byte little-endian length "
+    f"and its bytes. The {HEADER_LENGTH} header then gives the JSON's length in bytes. An output "
+    "asked for with `\"parameters\": {\"binary_data\": true}`, or every output when the "
+    "request's parameters say `\"binary_data_output\": true`, comes back the same way: the "
+    f"answer is {BINARY}, its JSON's length in {HEADER_LENGTH}, and each such output gives "
+    "binary_data_size instead of data. The whole body counts towards the body limit.")
 MAX_V2_EXAMPLE_VALUES = 1024
 
 
@@ -124,30 +136,44 @@ def _schemas(model: Model, settings: Settings) -> dict[str, Any]:
                            "inputs": {"type": "array", "items": _ref("V2TensorMetadata")},
                            "outputs": {"type": "array", "items": _ref("V2TensorMetadata")}}},
         "V2RequestInput": {
-            "type": "object", "required": ["name", "shape", "datatype", "data"],
+            "type": "object", "required": ["name", "shape", "datatype"],
+            "description": "Values in 'data', or as binary data after the JSON "
+                           "(parameters.binary_data_size).",
             "properties": {
                 "name": {"type": "string", "enum": model.input_names},
                 "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
                 "datatype": {"type": "string",
                              "enum": sorted({t.datatype for t in model.inputs})},
-                "parameters": {"type": "object"},
+                "parameters": {"type": "object", "properties": {"binary_data_size": {
+                    "type": "integer", "minimum": 0,
+                    "description": "Bytes of this input's binary data after the JSON."}}},
                 "data": {"type": "array", "description": "The tensor's values, flattened in "
                                                          "row-major order."}}},
         "V2InferenceRequest": {
             "type": "object", "required": ["inputs"],
             "properties": {
                 "id": {"type": "string"},
-                "parameters": {"type": "object"},
+                "parameters": {"type": "object", "properties": {"binary_data_output": {
+                    "type": "boolean", "description": "Return every output as binary data, "
+                                                      "unless it says otherwise."}}},
                 "inputs": {"type": "array", "minItems": 1, "items": _ref("V2RequestInput")},
                 "outputs": {"type": "array", "description": "Which outputs to return (all by "
                                                             "default).",
                             "items": {"type": "object", "required": ["name"], "properties": {
-                                "name": {"type": "string", "enum": model.output_names}}}}}},
+                                "name": {"type": "string", "enum": model.output_names},
+                                "parameters": {"type": "object", "properties": {
+                                    "binary_data": {"type": "boolean",
+                                                    "description": "Return this output as "
+                                                                   "binary data."}}}}}}}},
         "V2ResponseOutput": {
-            "type": "object", "required": ["name", "shape", "datatype", "data"],
+            "type": "object", "required": ["name", "shape", "datatype"],
+            "description": "Values in 'data', or as binary data after the JSON "
+                           "(parameters.binary_data_size).",
             "properties": {"name": {"type": "string"},
                            "shape": {"type": "array", "items": {"type": "integer"}},
                            "datatype": {"type": "string", "enum": datatypes},
+                           "parameters": {"type": "object", "properties": {"binary_data_size": {
+                               "type": "integer", "minimum": 0}}},
                            "data": {"type": "array"}}},
         "V2InferenceResponse": {
             "type": "object", "required": ["model_name", "outputs"],
@@ -224,6 +250,10 @@ def build_openapi(model: Model, settings: Settings, *, auth: bool) -> dict[str, 
                   "schema": {"type": "string", "enum": [model.name]}}
     version_param = {"name": "model_version", "in": "path", "required": True,
                      "schema": {"type": "string", "enum": [model.version]}}
+    header_param = {"name": HEADER_LENGTH, "in": "header", "required": False,
+                    "description": "With binary tensor data after the JSON: the JSON's length "
+                                   "in bytes (without it, the whole body is JSON).",
+                    "schema": {"type": "integer", "minimum": 1}}
     not_found = {"404": _error("No model of that name (or version) is served here.")}
     status = {"200": _json_body(_ref("Status"), "Yes.")}
 
@@ -288,8 +318,13 @@ def build_openapi(model: Model, settings: Settings, *, auth: bool) -> dict[str, 
     v2_example = _v2_example(model)
     infer_body = _json_body(_ref("V2InferenceRequest"), "Input tensors, data flattened row-major.",
                             {"sample": v2_example} if v2_example else None)
-    infer_responses = {"200": _json_body(_ref("V2InferenceResponse"), "Output tensors.")} \
-        | common | not_found
+    infer_body["content"][BINARY] = {}
+    answer = _json_body(_ref("V2InferenceResponse"), "Output tensors.")
+    answer["content"][BINARY] = {}
+    answer["headers"] = {HEADER_LENGTH: {
+        "description": f"With {BINARY}: the length of the JSON before the binary data.",
+        "schema": {"type": "integer"}}}
+    infer_responses = {"200": answer} | common | not_found
     metadata_responses = {"200": _json_body(_ref("V2ModelMetadata"), "Inputs and outputs.")} \
         | not_found | unauthorized
     ready_responses = {"200": _json_body(_ref("V2ModelReady"), "Ready."),
@@ -315,7 +350,8 @@ def build_openapi(model: Model, settings: Settings, *, auth: bool) -> dict[str, 
             operation_id="v2_model_ready")},
         "/v2/models/{model_name}/infer": {"post": operation(
             "Inference (Open Inference Protocol v2)", "v2", infer_responses, body=infer_body,
-            parameters=[name_param], operation_id="v2_infer")},
+            parameters=[name_param, header_param], operation_id="v2_infer",
+            description=BINARY_DATA)},
         "/v2/models/{model_name}/versions/{model_version}": {"get": operation(
             "Model version metadata", "v2", metadata_responses,
             parameters=[name_param, version_param], operation_id="v2_model_version_metadata")},
@@ -324,7 +360,8 @@ def build_openapi(model: Model, settings: Settings, *, auth: bool) -> dict[str, 
             operation_id="v2_model_version_ready")},
         "/v2/models/{model_name}/versions/{model_version}/infer": {"post": operation(
             "Inference on a model version", "v2", infer_responses, body=infer_body,
-            parameters=[name_param, version_param], operation_id="v2_model_version_infer")},
+            parameters=[name_param, version_param, header_param],
+            operation_id="v2_model_version_infer", description=BINARY_DATA)},
     }
     task = {"classification": "a classifier", "regression": "a regressor"}.get(model.task,
                                                                                 "a model")

@@ -1,5 +1,7 @@
-"""Reading a request's JSON body: within the body limit and the body deadline, parsed by orjson,
-with every problem an HTTPError that names it.
+"""Reading a request's body: within the body limit and the body deadline, its JSON parsed by
+orjson, with every problem an HTTPError that names it. A v2 inference request may carry binary
+tensor data after its JSON; the Inference-Header-Content-Length header then says where the JSON
+ends (`split_binary`).
 
 The deadline itself is kept by the connection (connections.GuardedHttpToolsProtocol): when a body
 is still incomplete `body_timeout_s` after its head, the connection marks the request's scope with
@@ -19,6 +21,9 @@ from .errors import json_type
 BODY_DEADLINE_PASSED = "slipway.body_deadline_passed"
 """Scope key the connection sets when the body did not arrive in time (its value: the seconds)."""
 CLOSE = [(b"connection", b"close")]
+INFERENCE_HEADER = b"inference-header-content-length"
+NO_HEADER_HINT = (" (a body that carries binary tensor data after its JSON needs the "
+                  "Inference-Header-Content-Length header, giving the JSON's length in bytes)")
 
 
 class HTTPError(Exception):
@@ -63,6 +68,11 @@ def _declared_length(scope: dict, limit: int) -> None:
 
 async def read_json(scope: dict, receive: Callable, limit: int) -> dict[str, Any]:
     """The body as a JSON object; HTTPError (400, 408, 413) or ClientGone otherwise."""
+    return parse_json(await read_body(scope, receive, limit))
+
+
+async def read_body(scope: dict, receive: Callable, limit: int) -> bytes:
+    """The whole body, at most `limit` bytes; HTTPError (400, 408, 413) or ClientGone."""
     _declared_length(scope, limit)
     message = await receive()
     if message["type"] == "http.disconnect":
@@ -89,10 +99,45 @@ async def read_json(scope: dict, receive: Callable, limit: int) -> dict[str, Any
         body = b"".join(chunks)
     if len(body) > limit:
         raise HTTPError(413, f"the request body is over the limit of {limit} bytes")
+    return body
+
+
+def parse_json(body: bytes, binary_hint: bool = False) -> dict[str, Any]:
+    """`body` as a JSON object; HTTPError 400 naming the problem. With `binary_hint`, a body that
+    looks like JSON followed by raw bytes is told about Inference-Header-Content-Length."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise HTTPError(400, _json_problem(body, exc)) from None
+        problem = _json_problem(body, exc)
+        if binary_hint and ("UTF-8" in problem or "after document" in problem):
+            problem += NO_HEADER_HINT
+        raise HTTPError(400, problem) from None
     if type(document) is not dict:
         raise HTTPError(400, f"the request body must be a JSON object, got {json_type(document)}")
     return document
+
+
+def split_binary(scope: dict, body: bytes) -> tuple[dict[str, Any], memoryview | None]:
+    """A v2 inference body as its JSON object and the binary tensor data after it (None when the
+    request has no Inference-Header-Content-Length header: the whole body is JSON then).
+
+    The header's value is checked against the body it describes, so a lying length is a 400."""
+    declared = None
+    for name, value in scope["headers"]:
+        if name == INFERENCE_HEADER:
+            declared = value
+            break
+    if declared is None:
+        return parse_json(body, binary_hint=True), None
+    # Digits only: int() would also take signs, spaces and underscores.
+    if not declared.isdigit() or len(declared) > 19:
+        raise HTTPError(400, "the Inference-Header-Content-Length header must be the JSON's "
+                             f"length in bytes, got {declared[:40].decode('latin-1')!r}")
+    length = int(declared)
+    if not 0 < length <= len(body):
+        raise HTTPError(400, f"the Inference-Header-Content-Length header says the JSON is "
+                             f"{length} bytes, but the body has {len(body)}: it must be between "
+                             f"1 and the body's length")
+    if length == len(body):
+        return parse_json(body), None
+    return parse_json(body[:length]), memoryview(body)[length:]

@@ -1,8 +1,12 @@
 """The load test engine: closed and open loops of HTTP/1.1 requests against a served model.
 
 Longer than 500 lines because one run's state (`_Run`: connections, the schedule, the clock,
-the accounting of answers and failures) is shared by every callback of the event loop, and reads
-best as one class.
+the accounting of answers, failures and the tester's own pauses) is shared by every callback of the
+event loop, and reads best as one class.
+
+`run(plan)` runs it in the tester's own process (tester.py), never in the studio's: a tester that
+shares an interpreter with Qt's painting, the charts and the Monitor waits on them, and times that
+wait as the server's. `run_in_this_process` is the engine itself, which that process runs.
 
 Two ways to load a server, and why both:
 
@@ -11,8 +15,8 @@ Two ways to load a server, and why both:
   while the server is stuck, the workers wait instead of sending, so the requests a real client
   population would have sent in that time are never measured ("coordinated omission"). The report
   does not pretend otherwise: it counts those `delayed_sends` and gives latency percentiles
-  corrected for them, computed as HdrHistogram's `record_corrected_value` does, with the run's
-  median latency as the interval a worker would have kept.
+  corrected for them, computed as HdrHistogram's `record_corrected_value` does (results.py:
+  `corrected_latencies`), for the time the server, not the tester, kept a worker waiting.
 * **Open loop** (`mode="open"`): requests are due at a constant or Poisson arrival rate whatever
   the server does, as wrk2 and vegeta send them. Each latency is measured from the request's
   *intended* send time, so time spent waiting for a free connection counts, and a stall shows in
@@ -28,6 +32,8 @@ client's figures against wrk are in docs/benchmarks.md.
 
 Latencies are recorded in HDR histograms (microseconds, 2 significant digits). A snapshot every
 250 ms gives throughput, percentiles for the interval and for the run so far, and errors by kind.
+The clock starts once the connections are open: making a connection is not part of a request's
+latency on a keep-alive client, and a first answer that waited on it would look like a stall.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import ssl
 import time
 from array import array
@@ -46,9 +53,9 @@ from urllib.parse import urlsplit
 import httptools
 import numpy as np
 
+from studio.core.loadtest import tester
 from studio.core.loadtest.plan import LoadPlan
 from studio.core.loadtest.results import (
-    HISTOGRAM_MAX_US,
     ErrorKind,
     Latency,
     LoadReport,
@@ -56,12 +63,23 @@ from studio.core.loadtest.results import (
     corrected_latencies,
     distribution,
     new_histogram,
+    record_values,
 )
 from studio.core.tasks import Progress, quiet
 
 SNAPSHOT_EVERY_S = 0.25
 HOUSEKEEPING_EVERY_S = 0.05
 """How often timeouts are enforced and cancellation is noticed."""
+PAUSE_TICK_S = 0.005
+PAUSE_MIN_S = 0.002
+"""A tick this much later than due means the tester's event loop stood still (the machine ran
+something else, or the tester was busy): the time is the tester's, not the server's."""
+STALL_CANDIDATE_US = 1000
+"""Answers slower than this are kept (their send and answer times) for the stall correction:
+its threshold is ten times a p99, and no p99 over HTTP is below 0.1 ms."""
+OPEN_WITHIN_S = 0.5
+"""How long the connections are given to open before the clock starts regardless (at most half
+the timeout): a server that does not accept is then measured as such, not waited on."""
 LATE_AFTER_S = 0.010
 """An open-loop send this long after its intended time is late. The tester's own scheduling jitter
 is about a millisecond (event-loop timers tick in milliseconds); more means no connection was free or
@@ -151,6 +169,9 @@ class _Run:
         self.dialing: dict[object, float] = {}
         """When each connection being made now began (not those pausing before a retry)."""
         self.connect_tasks: set[asyncio.Task] = set()
+        self.opening = 0
+        """First connection attempts not yet made or failed: the clock starts when none are."""
+        self.started = False
         self.stopping = False
 
         self.histogram = new_histogram()  # the current interval; folded into `total` per snapshot
@@ -167,7 +188,11 @@ class _Run:
         self.budget = plan.requests
         self.last_done = 0.0
         self.timeline: list[Snapshot] = []
-        self.start = self.measure_from = self.stop_at = 0.0
+        # Until the clock starts nothing is measured and nothing ends.
+        self.start = self.measure_from = self.stop_at = math.inf
+        self.slow_sent = array("d")  # closed loop: when each slow answer's request was sent...
+        self.slow_done = array("d")  # ...and answered (see STALL_CANDIDATE_US)
+        self.pauses: list[tuple[float, float]] = []  # the tester's own pauses, (from, to)
 
     # --- sending -----------------------------------------------------------------------------------
 
@@ -195,7 +220,7 @@ class _Run:
 
     def _next(self, conn: _Connection) -> None:
         """A connection is free: give it work, or park it."""
-        if self.stopping:
+        if self.stopping or not self.started:
             self.idle.append(conn)
             return
         if self.closed_loop:
@@ -227,11 +252,15 @@ class _Run:
         conn.busy = False
         if conn.intended >= self.measure_from:
             if 200 <= status < 300:
-                self.latencies.append(int((now - conn.intended) * 1e6))
+                latency_us = int((now - conn.intended) * 1e6)
+                self.latencies.append(latency_us)
                 self.completed += 1
-                self.interval_completed += 1
-                if now <= self.stop_at:
+                if now <= self.stop_at:  # the timeline ends when sending ends
                     self.completed_in_window += 1
+                    self.interval_completed += 1
+                if latency_us > STALL_CANDIDATE_US and self.closed_loop:
+                    self.slow_sent.append(conn.intended)
+                    self.slow_done.append(now)
             else:
                 sample = bytes(conn.error_body or b"").decode("utf-8", "replace").strip()
                 self._error(f"HTTP {status}", sample)
@@ -250,7 +279,8 @@ class _Run:
     def _error(self, kind: ErrorKind, sample: str = "") -> None:
         self.last_done = time.perf_counter()
         self.errors += 1
-        self.interval_errors += 1
+        if self.last_done <= self.stop_at:
+            self.interval_errors += 1
         self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
         if sample and kind not in self.error_samples:
             self.error_samples[kind] = sample[:ERROR_SAMPLE_BYTES]
@@ -267,13 +297,14 @@ class _Run:
 
     # --- connections -------------------------------------------------------------------------------
 
-    def _open_connection(self, delay: float = 0.0) -> None:
+    def _open_connection(self, delay: float = 0.0, first: bool = False) -> None:
         self.connecting += 1
-        task = asyncio.get_running_loop().create_task(self._connect(delay))
+        self.opening += first
+        task = asyncio.get_running_loop().create_task(self._connect(delay, first))
         self.connect_tasks.add(task)  # held, so the run can end them and none is collected early
         task.add_done_callback(self.connect_tasks.discard)
 
-    async def _connect(self, delay: float) -> None:
+    async def _connect(self, delay: float, first: bool = False) -> None:
         try:
             if delay:
                 await asyncio.sleep(delay)
@@ -299,6 +330,7 @@ class _Run:
             self._next(conn)
         finally:
             self.connecting -= 1
+            self.opening -= first
 
     def _connect_failed(self, exc: BaseException) -> None:
         kind = ("connection refused" if isinstance(exc, ConnectionRefusedError) else
@@ -348,31 +380,25 @@ class _Run:
                             f"waited over {limit:g} s for a free connection")
 
     def _fold_latencies(self) -> None:
-        """Record the interval's latencies in its histogram, one call per distinct bucket: hdrh
-        records in Python, and a call per answer would cost the tester a sixth of its CPU."""
-        if not self.latencies:
-            return
-        values = np.clip(np.frombuffer(self.latencies, dtype=np.int64), 1, HISTOGRAM_MAX_US)
-        self.latencies = array("q")
-        self.interval_sum_us += int(values.sum())
-        # Each value's bucket floor, as hdrh's get_lowest_equivalent_value computes it.
-        magnitude = self.histogram.sub_bucket_half_count_magnitude
-        units = np.left_shift(1, np.maximum(0, np.log2(values).astype(np.int64) - magnitude))
-        buckets, counts = np.unique(values // units * units, return_counts=True)
-        for value, count in zip(buckets.tolist(), counts.tolist()):
-            self.histogram.record_value(value, count)
+        """Record the interval's latencies in its histogram."""
+        if self.latencies:
+            self.interval_sum_us += record_values(self.histogram,
+                                                  np.frombuffer(self.latencies, dtype=np.int64))
+            self.latencies = array("q")
 
-    def _snapshot(self, now: float, interval_s: float) -> Snapshot:
+    def _snapshot(self, start: float, end: float) -> Snapshot:
+        """The window from `start` to `end`: its throughput over its real length."""
         self._fold_latencies()
         interval = Latency.of(self.histogram, self.interval_sum_us)
         self.total.add(self.histogram)
         self.total_sum_us += self.interval_sum_us
         self.histogram.reset()
         self.interval_sum_us = 0
+        length = end - start
         snapshot = Snapshot(
-            elapsed_s=now - self.measure_from,
-            throughput=self.interval_completed / interval_s if interval_s > 0 else 0.0,
-            error_rate=self.interval_errors / interval_s if interval_s > 0 else 0.0,
+            elapsed_s=end - self.measure_from,
+            throughput=self.interval_completed / length if length > 0 else 0.0,
+            error_rate=self.interval_errors / length if length > 0 else 0.0,
             interval=interval, overall=Latency.of(self.total, self.total_sum_us), sent=self.sent,
             completed=self.completed, errors=self.errors,
             inflight=sum(c.busy for c in self.connections), late_sends=self.late_sends,
@@ -384,19 +410,47 @@ class _Run:
             self.on_snapshot(snapshot)
         return snapshot
 
+    async def _watch_pauses(self) -> None:
+        """Note every time the event loop stood still: a tick that comes late."""
+        due = time.perf_counter() + PAUSE_TICK_S
+        while True:
+            await asyncio.sleep(PAUSE_TICK_S)
+            now = time.perf_counter()
+            if now - due > PAUSE_MIN_S:
+                self.pauses.append((due, now))
+            due = now + PAUSE_TICK_S
+
+    async def _open_connections(self) -> None:
+        """Open every connection, then start the clock: when all are made or have failed, or
+        after OPEN_WITHIN_S (a server that does not accept is then measured as such)."""
+        for _ in range(self.plan.connections):
+            self._open_connection(first=True)
+        open_by = time.perf_counter() + min(OPEN_WITHIN_S, self.plan.timeout_s / 2)
+        while self.opening and time.perf_counter() < open_by and not self.progress.cancelled:
+            await asyncio.sleep(0.001)
+        self.start = time.perf_counter()
+        self.measure_from = self.start + self.plan.warmup_s
+        self.stop_at = (self.measure_from + self.plan.duration_s
+                        if self.plan.duration_s is not None else math.inf)
+        self.started = True
+        ready = list(self.idle)
+        self.idle.clear()
+        for conn in ready:  # closed loop: the workers begin together
+            self._next(conn)
+
     async def main(self) -> LoadReport:
         plan = self.plan
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         cpu_before = time.process_time()
-        self.start = time.perf_counter()
-        self.measure_from = self.start + plan.warmup_s
-        self.stop_at = (self.measure_from + plan.duration_s if plan.duration_s is not None
-                        else math.inf)
-        for _ in range(plan.connections):
-            self._open_connection()
+        began = time.perf_counter()
+        watcher = asyncio.create_task(self._watch_pauses())
+        await self._open_connections()
         scheduler = None if self.closed_loop else asyncio.create_task(self._schedule())
 
+        # Snapshots close windows on a grid of SNAPSHOT_EVERY_S from the start of measuring, so
+        # the first measured window is a whole one; warm-up windows before it are shown as such.
         last_snapshot = self.start
+        next_snapshot = self.start + min(SNAPSHOT_EVERY_S, plan.warmup_s or SNAPSHOT_EVERY_S)
         cancelled = False
         while True:
             await asyncio.sleep(HOUSEKEEPING_EVERY_S)
@@ -406,11 +460,21 @@ class _Run:
                 cancelled = True
                 self.stop_at = min(self.stop_at, now)
                 break
-            if now - last_snapshot >= SNAPSHOT_EVERY_S and not (
-                    0 <= now - self.measure_from < SNAPSHOT_EVERY_S / 2):
-                # (the first measured interval waits until it is long enough to mean something)
-                self._snapshot(now, now - max(last_snapshot, min(now, self.measure_from)))
-                last_snapshot = now
+            if now >= next_snapshot:
+                if now < self.measure_from:
+                    self._snapshot(last_snapshot, now)
+                    last_snapshot = now
+                    next_snapshot = min(now + SNAPSHOT_EVERY_S, self.measure_from)
+                elif last_snapshot < self.measure_from:
+                    last_snapshot = self.measure_from  # the rest of warm-up is not measured
+                    next_snapshot = self.measure_from + SNAPSHOT_EVERY_S
+                elif self.stop_at - now >= SNAPSHOT_EVERY_S / 2:
+                    # (a window shorter than half of one would chart noise: the last one is
+                    # longer instead)
+                    self._snapshot(last_snapshot, now)
+                    last_snapshot = now
+                    next_snapshot = self.measure_from + SNAPSHOT_EVERY_S * math.ceil(
+                        (now - self.measure_from) / SNAPSHOT_EVERY_S + 1e-9)
             if now >= self.stop_at:
                 break
             if self.budget is not None and self.budget <= 0 and not self._busy() \
@@ -418,8 +482,10 @@ class _Run:
                 self.stop_at = self.last_done  # the measured time ends with the last answer
                 break
 
-        if now - last_snapshot > HOUSEKEEPING_EVERY_S / 2:  # the last part-interval of the run
-            self._snapshot(now, now - max(last_snapshot, min(now, self.measure_from)))
+        # The last window ends with the measured time, not with the tick that noticed its end.
+        end = min(now, self.stop_at)
+        if end - max(last_snapshot, self.measure_from) > HOUSEKEEPING_EVERY_S / 2:
+            self._snapshot(max(last_snapshot, self.measure_from), end)
         # Stop sending; answers already on their way are still measured, up to the timeout, and
         # count in the report (not in the timeline, which ends when sending ends).
         self.stopping = True
@@ -443,30 +509,58 @@ class _Run:
                 self._error("not sent in time", "the server did not accept the connection")
         for conn in list(self.connections):
             conn.abort()
-        for task in list(self.connect_tasks):  # reconnects still waiting out their pause
+        for task in [*self.connect_tasks, watcher]:  # reconnects still waiting out their pause
             task.cancel()
-        await asyncio.gather(*self.connect_tasks, return_exceptions=True)
+        await asyncio.gather(*self.connect_tasks, watcher, return_exceptions=True)
         self._fold_latencies()
         self.total.add(self.histogram)
         self.total_sum_us += self.interval_sum_us
         now = time.perf_counter()
         cpu = time.process_time() - cpu_before
-        wall = max(1e-9, now - self.start)
+        wall = max(1e-9, now - began)
         return self._report(plan, started_at, cancelled, cpu / wall * 100)
 
     def _busy(self) -> bool:
         return any(c.busy for c in self.connections)
 
+    def _server_waits_us(self) -> np.ndarray:
+        """How long the server kept each slow answer waiting: its latency less the time the
+        tester itself stood still meanwhile (the pauses are disjoint and in order)."""
+        sent = np.frombuffer(self.slow_sent, dtype=np.float64)
+        done = np.frombuffer(self.slow_done, dtype=np.float64)
+        if not self.pauses:
+            return (done - sent) * 1e6
+        starts, ends = (np.array(side) for side in zip(*self.pauses))
+        lengths = ends - starts
+        before = np.concatenate(([0.0], np.cumsum(lengths)))
+
+        def paused_by(t: np.ndarray) -> np.ndarray:
+            """The tester's paused time from the beginning of the run until each `t`."""
+            index = np.searchsorted(starts, t, side="right") - 1
+            at = np.maximum(index, 0)
+            return np.where(index >= 0, before[at] + np.clip(t - starts[at], 0, lengths[at]), 0.0)
+
+        return (done - sent - (paused_by(done) - paused_by(sent))) * 1e6
+
+    def _longest_pause_ms(self, end: float) -> float:
+        overlaps = [min(to, end) - max(since, self.measure_from) for since, to in self.pauses
+                    if to > self.measure_from and since < end]
+        return max(overlaps, default=0.0) * 1000
+
     def _report(self, plan: LoadPlan, started_at: str, cancelled: bool,
                 cpu_percent: float) -> LoadReport:
-        measured = max(1e-9, min(self.stop_at, time.perf_counter()) - self.measure_from)
+        end = min(self.stop_at, time.perf_counter())
+        measured = max(1e-9, end - self.measure_from)
         latency = Latency.of(self.total, self.total_sum_us)
         corrected = None
         delayed = 0
+        threshold_ms = math.nan
         if self.closed_loop and latency.count:
-            corrected_histogram, corrected_sum_us = corrected_latencies(self.total, latency.p50_ms)
-            delayed = corrected_histogram.get_total_count() - latency.count
-            corrected = Latency.of(corrected_histogram, corrected_sum_us)
+            correction = corrected_latencies(self.total, self.total_sum_us,
+                                             self._server_waits_us().tolist())
+            delayed = correction.delayed_sends
+            corrected = Latency.of(correction.histogram, correction.sum_us)
+            threshold_ms = correction.threshold_us / 1000
         return LoadReport(
             plan=plan.describe(), mode=plan.mode, started_at=started_at, duration_s=measured,
             sent=self.sent, completed=self.completed, errors=self.errors,
@@ -479,8 +573,9 @@ class _Run:
             late_sends=self.late_sends, max_send_lag_ms=self.max_lag * 1000,
             delayed_sends=delayed, corrected=corrected,
             distribution=distribution(self.total), timeline=self.timeline,
-            client_cpu_percent=cpu_percent, cancelled=cancelled)
-
+            client_cpu_percent=cpu_percent, cancelled=cancelled, url=plan.url, model=plan.model,
+            tester_pid=os.getpid(), tester_pause_ms=self._longest_pause_ms(end),
+            stall_threshold_ms=threshold_ms)
 
 
 def _describe_os_error(exc: BaseException) -> str:
@@ -497,12 +592,26 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def run(plan: LoadPlan, progress: Progress | None = None, *, publish: bool = True) -> LoadReport:
-    """Run `plan` on a private event loop in this thread and report.
+def run(plan: LoadPlan, progress: Progress | None = None) -> LoadReport:
+    """Run `plan` in the tester's own process (tester.py) and report.
 
-    Every 250 ms a Snapshot is handed out through `progress.partial`, from this thread (unless
-    `publish` is False: the sweep's capacity probe is not shown). Cancelling `progress` ends the
-    run within about 50 ms; the report then covers what was measured and says `cancelled`.
+    Every 250 ms a Snapshot is handed out through `progress.partial`, from this thread, as the
+    tester's process sends it. Cancelling `progress` ends the run within about 100 ms; the report
+    then covers what was measured and says `cancelled`. Raises LoadTestError for a bad plan before
+    any process starts.
+    """
+    plan.check()
+    return tester.in_tester_process({"job": "run", "plan": tester.plan_to_wire(plan)},
+                                    progress or quiet())
+
+
+def run_in_this_process(plan: LoadPlan, progress: Progress | None = None, *,
+                        publish: bool = True) -> LoadReport:
+    """The engine itself: run `plan` on a private event loop in this thread and report.
+
+    What the tester's process runs (see `run`). Snapshots are handed out through
+    `progress.partial` from this thread (unless `publish` is False: the sweep's capacity probe is
+    not shown). Cancelling `progress` ends the run within about 50 ms.
     """
     plan.check()
     progress = progress or quiet()

@@ -1,5 +1,9 @@
 """Request bodies for load tests: the model's fixed sample, random valid rows from its schema, rows
-of a reference dataset, and any of these with drift injected into chosen features.
+like the server's reference data (drawn from the bins of its reference profile), rows of a
+reference dataset, and any of these with drift injected into chosen features.
+
+Rows like the reference are the default when the server has one from real data: a load test is
+not drift, and random rows from the schema would show on the Monitor as drift on every feature.
 
 Bodies are rendered once, before the test, into a pool the load tester cycles through: turning rows
 into JSON while the test runs would cost the tester the CPU it needs to keep up with the server.
@@ -19,12 +23,15 @@ import pandas as pd
 
 from studio.core.errors import ExitStatus, StudioError
 from studio.core.model.datasets import read_table, sample_frame, tensor_feeds
-from studio.core.model.schema import ModelSchema, v2_datatype
+from studio.core.model.schema import FeatureSpec, ModelSchema, v2_datatype
+from studio.core.monitor.reference import CategoryCounts, NumericBins, ReferenceProfile
 from studio.core.serve.client import ModelClient
 
 RANDOM_ROWS = 1024
 """Distinct bodies sampled from the schema: enough that no cache sees the same row twice in a row."""
 MAX_REFERENCE_ROWS = 10_000
+RANDOM_LABEL = "random valid rows from the schema"
+PROFILE_LABEL = "rows like the server's reference data"
 
 
 class PayloadError(StudioError):
@@ -104,6 +111,85 @@ def rows_from_schema(schema: ModelSchema, count: int = RANDOM_ROWS, seed: int = 
         raise PayloadError(f"'{schema.name}' takes tensors, not rows of features.",
                            "Use its fixed sample, or a payload file.")
     return sample_frame(schema.features, count, seed)
+
+
+def rows_like_profile(profile: ReferenceProfile, schema: ModelSchema, count: int = RANDOM_ROWS,
+                      seed: int = 0) -> pd.DataFrame:
+    """Rows drawn from the reference profile's bins, feature by feature: a bin chosen by its count,
+    a value uniform within it (a whole number for an integer feature); a category by its count.
+    Each feature's values then fall into the server's bins as the reference data's did, so the
+    Monitor sees no drift. (The profile keeps each feature apart, so the rows are not the
+    reference's rows: the features are drawn independently.) Features the profile lacks are
+    drawn from the schema, as random rows are."""
+    if not schema.features:
+        raise PayloadError(f"'{schema.name}' takes tensors, not rows of features.",
+                           "Use its fixed sample, or a payload file.")
+    rng = np.random.default_rng(seed)
+    fallback = rows_from_schema(schema, count, seed)
+    columns = {}
+    for feature in schema.features:
+        bins = profile.features.get(feature.name)
+        if isinstance(bins, CategoryCounts) and sum(bins.counts):
+            picks = rng.choice(len(bins.counts), size=count, p=_shares(bins.counts))
+            values = [_category(feature, bins.categories[i]) for i in picks]
+            columns[feature.name] = np.array(values, dtype=object)
+        elif isinstance(bins, NumericBins) and bins.edges and sum(bins.counts):
+            columns[feature.name] = _values_in_bins(bins, count, rng, _whole(feature))
+        else:
+            columns[feature.name] = fallback[feature.name].to_numpy()
+    return pd.DataFrame(columns)
+
+
+def _shares(counts: list[int]) -> np.ndarray:
+    weights = np.asarray(counts, dtype=np.float64)
+    return weights / weights.sum()
+
+
+def _whole(feature: FeatureSpec) -> bool:
+    return feature.dtype.startswith(("int", "uint")) or feature.dtype == "bool"
+
+
+def _category(feature: FeatureSpec, text: str) -> Any:
+    """The category as the model takes it: the profile counts categories by their text."""
+    for known in feature.categories or []:
+        if str(known) == text:
+            return known
+    if feature.dtype == "string":
+        return text
+    try:
+        return int(text) if _whole(feature) else float(text)
+    except ValueError:
+        return text
+
+
+def bin_bounds(edges: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Each bin's (low, high]: bin i holds values above edges[i-1] up to edges[i]. The open-ended
+    first and last bins are given the width of their neighbour (of the first edge's size, when
+    there is no neighbour), and a feature whose edges are all non-negative stays non-negative."""
+    upper = np.asarray(edges, dtype=np.float64)
+    if len(upper) > 1:
+        first_width, last_width = upper[1] - upper[0], upper[-1] - upper[-2]
+    else:
+        first_width = last_width = max(abs(upper[0]) * 0.1, 1e-3)
+    floor = upper[0] - first_width
+    if upper[0] >= 0:
+        floor = max(floor, 0.0)
+    lows = np.concatenate(([floor], upper))
+    highs = np.concatenate((upper, [upper[-1] + last_width]))
+    return lows, highs
+
+
+def _values_in_bins(bins: NumericBins, count: int, rng: np.random.Generator,
+                    whole: bool) -> np.ndarray:
+    lows, highs = bin_bounds(bins.edges)
+    chosen = rng.choice(len(bins.counts), size=count, p=_shares(bins.counts))
+    low, high = lows[chosen], highs[chosen]
+    if not whole:
+        return low + (high - low) * (1.0 - rng.random(count))  # in (low, high], as the bins are
+    first, last = np.floor(low) + 1, np.floor(high)  # the whole numbers in (low, high]
+    empty = last < first  # no whole number inside: no integer data can have fallen there
+    span = np.where(empty, 0, last - first + 1)
+    return np.where(empty, np.round(high), first + np.floor(rng.random(count) * span))
 
 
 def rows_from_reference(path: str | Path, schema: ModelSchema) -> pd.DataFrame:
@@ -208,21 +294,42 @@ def fetch_schema(url: str, api_key: str | None = None) -> ModelSchema:
                            "Give the request body with --payload FILE.", detail=str(exc)) from exc
 
 
+def fetch_reference(url: str, api_key: str | None = None) -> ReferenceProfile | None:
+    """The reference profile the server at `url` was bundled with, when it was built from real
+    data (GET /reference, source "dataset"); None when it has none, has only provisional bins from
+    the schema, or does not answer (the test then reports the server's failures itself). The
+    plan's label says which rows were sent."""
+    try:
+        with ModelClient(url, api_key=api_key, timeout=5.0) as client:
+            reply = client.request("GET", "/reference")
+        if reply.status != 200 or not reply.is_json:
+            return None
+        profile = ReferenceProfile.from_json_dict(reply.body, f"{url}/reference")
+    except StudioError:
+        return None
+    return profile if profile.source == "dataset" else None
+
+
 def bodies_for(schema: ModelSchema, route: str, source: str = "random",
                reference: str | Path | None = None, drifts: list[Drift] | None = None,
-               seed: int = 0) -> tuple[list[bytes], str]:
+               seed: int = 0, profile: ReferenceProfile | None = None) -> tuple[list[bytes], str]:
     """The body pool for a test and a one-line description of where it came from.
 
-    `source` is "sample" (the model's fixed sample), "random" (valid rows drawn from the schema) or
-    "reference" (rows of the dataset at `reference`).
+    `source` is "sample" (the model's fixed sample), "random" (valid rows drawn from the schema),
+    "profile" (rows drawn from the bins of `profile`, the server's reference) or "reference" (rows
+    of the dataset at `reference`).
     """
     drifts = drifts or []
     if source == "reference":
         if reference is None:
             raise PayloadError("Reference rows need a dataset.", "Choose a CSV, Parquet or .npy file.")
         frame, label = rows_from_reference(reference, schema), f"rows of {Path(reference).name}"
+    elif source == "profile":
+        if profile is None:
+            raise PayloadError("Rows like the server's reference data need its reference profile.")
+        frame, label = rows_like_profile(profile, schema, seed=seed), PROFILE_LABEL
     elif source == "random" and schema.features:
-        frame, label = rows_from_schema(schema, seed=seed), "random valid rows from the schema"
+        frame, label = rows_from_schema(schema, seed=seed), RANDOM_LABEL
     elif source in ("random", "sample") and not schema.features:
         if drifts:
             raise PayloadError("Drift applies to tabular features; this model takes tensors.")
@@ -237,7 +344,7 @@ def bodies_for(schema: ModelSchema, route: str, source: str = "random",
         label = "the model's sample request"
     else:
         raise PayloadError(f"'{source}' is not a payload source.",
-                           "Use sample, random or reference.")
+                           "Use sample, random, profile or reference.")
     frame = apply_drift(frame, drifts, schema)
     if drifts:
         label += ", drifted: " + "; ".join(d.describe() for d in drifts)

@@ -20,7 +20,6 @@ class LoadTestError(StudioError):
     exit_status = ExitStatus.USAGE
 
 
-
 @dataclass
 class LoadPlan:
     url: str
@@ -43,6 +42,8 @@ class LoadPlan:
     timeout_s: float = 5.0
     headers: dict[str, str] = field(default_factory=dict)
     seed: int = 0
+    model: str = ""
+    """The served model's name, for the report ('' when it was not asked: a payload file)."""
 
     def check(self) -> None:
         """Raise LoadTestError naming the first thing wrong with the plan."""

@@ -3,6 +3,9 @@ the user chose (where the bodies come from, drift, an API key) into a LoadPlan r
 
 Bodies are made for the model the server describes at GET /schema (asked with the API key), or
 for a schema the caller already has; a payload file is sent as it is, without asking the server.
+By default they are rows like the server's reference data when it has a reference profile from a
+dataset (GET /reference), so that a load test does not look like drift; random valid rows from the
+schema otherwise, and the plan's label says which.
 """
 
 from __future__ import annotations
@@ -11,21 +14,30 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from studio.core.loadtest.payloads import Drift, PayloadError, bodies_for, fetch_schema, fixed_body
+from studio.core.loadtest.payloads import (
+    Drift,
+    PayloadError,
+    bodies_for,
+    fetch_reference,
+    fetch_schema,
+    fixed_body,
+)
 from studio.core.loadtest.plan import LoadPlan
 from studio.core.model.schema import ModelSchema
 from studio.core.serve.client import auth_headers
 
-PayloadSource = Literal["random", "sample", "reference", "file"]
+PayloadSource = Literal["default", "profile", "random", "sample", "reference", "file"]
 
 
 @dataclass(frozen=True)
 class PayloadChoice:
     """Where a test's request bodies come from."""
 
-    source: PayloadSource = "random"
-    """random: valid rows drawn from the schema; sample: the model's sample request; reference:
-    rows of the dataset at `path`; file: the JSON (or JSON Lines) body at `path`, as it is."""
+    source: PayloadSource = "default"
+    """default: rows like the server's reference data when it has some, else random rows;
+    profile: rows like the server's reference data (an error when it has none); random: valid
+    rows drawn from the schema; sample: the model's sample request; reference: rows of the dataset
+    at `path`; file: the JSON (or JSON Lines) body at `path`, as it is."""
     path: str | Path | None = None
     drifts: tuple[Drift, ...] = ()
     seed: int = 0
@@ -43,12 +55,22 @@ def prepare(plan: LoadPlan, payload: PayloadChoice, *, api_key: str | None = Non
             raise PayloadError("A payload file is sent as it is: it cannot be combined with "
                                "reference rows or drift.")
         bodies, label = fixed_body(payload.path), f"the body in {Path(payload.path).name}"
+        name = plan.model
     else:
         plan.check()  # an unusable URL is said as such, not as a failed GET /schema
         model = schema if schema is not None else fetch_schema(plan.url, api_key)
-        bodies, label = bodies_for(model, plan.route, payload.source, payload.path,
-                                   list(payload.drifts), payload.seed)
-    prepared = replace(plan, payloads=bodies, payload_label=label,
+        source, profile = payload.source, None
+        if source in ("default", "profile"):
+            profile = fetch_reference(plan.url, api_key)
+            if profile is None and source == "profile":
+                raise PayloadError(f"{plan.url} has no reference data to make rows like.",
+                                   "Bundle the model with a reference dataset, or send random "
+                                   "rows.")
+            source = "profile" if profile is not None else "random"
+        bodies, label = bodies_for(model, plan.route, source, payload.path,
+                                   list(payload.drifts), payload.seed, profile=profile)
+        name = model.name
+    prepared = replace(plan, payloads=bodies, payload_label=label, model=name,
                        headers={**plan.headers, **auth_headers(api_key)})
     prepared.check()
     return prepared

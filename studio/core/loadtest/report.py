@@ -12,14 +12,12 @@ import io
 import json
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from studio.core.files import write_text
-from studio.core.loadtest.results import LoadReport
-from studio.core.loadtest.sweep import SweepReport
+from studio.core.loadtest.results import LoadReport, SweepReport
 from studio.core.units import figure
-
-SERIES_COLORS = ("#2563eb", "#d97706", "#dc2626", "#059669", "#7c3aed")
 
 
 def to_json(report: LoadReport | SweepReport) -> str:
@@ -67,73 +65,128 @@ def save(report: LoadReport | SweepReport, path: str | Path) -> Path:
 
 # --- charts ----------------------------------------------------------------------------------------
 
+OKABE_ITO = {"blue": "#0072B2", "vermillion": "#D55E00", "bluish green": "#009E73",
+             "orange": "#E69F00", "reddish purple": "#CC79A7", "sky blue": "#56B4E9",
+             "black": "#000000", "yellow": "#F0E442"}
+"""Okabe and Ito's colour-blind-safe palette, the app's charts' too (ui/widgets/charts.py), in
+the order series take them."""
+SERIES_COLORS = tuple(OKABE_ITO.values())
+PREFERRED = {"ok": "blue", "served": "blue", "p50": "blue", "latency": "blue",
+             "errors": "vermillion", "p99": "vermillion", "p95": "orange", "offered": "black",
+             "objective": "black"}
+"""A series' usual colour, so that a name looks the same from chart to chart."""
+REFERENCE_SERIES = ("offered", "objective")
+"""Lines drawn as references to read the data against: dashed."""
+FONT_PX = {"title": 13, "axis": 11}
+"""The font sizes STYLE gives the charts' text classes."""
+CHAR_EM = 0.62
+"""A generous average glyph width of the sans-serif fonts, in ems: text is laid out with room."""
+
+
+def text_width(text: str, css_class: str = "axis") -> float:
+    """How wide `text` is drawn, at most, in pixels (no font metrics in a file without scripts)."""
+    return len(text) * FONT_PX[css_class] * CHAR_EM
+
+
+def series_colors(names: Sequence[str]) -> list[str]:
+    """One colour per series, no two alike: its usual colour when free, else the next free one."""
+    taken: list[str] = []
+    for name in names:
+        preferred = OKABE_ITO.get(PREFERRED.get(name, ""), "")
+        free = [c for c in SERIES_COLORS if c not in taken]
+        taken.append(preferred if preferred and preferred not in taken else free[0])
+    return taken
+
+
 def svg_chart(title: str, x_label: str, y_label: str,
               series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
-              width: int = 640, height: int = 240, log_y: bool = False,
+              width: int = 640, height: int = 260, log_y: bool = False,
               x_ticks: Sequence[tuple[float, str]] | None = None) -> str:
     """A line chart as inline SVG: (name, xs, ys) per series; NaN values break a line.
-    `x_ticks` gives (x, label) pairs for an axis that is not plain numbers."""
-    left, right, top, bottom = 56, 12, 28, 40
+    `x_ticks` gives (x, label) pairs for an axis that is not plain numbers. The legend is a row
+    between the title and the plot, never over the data; margins are made wide enough for every
+    label."""
     xs = [x for _, sx, _ in series for x in sx if math.isfinite(x)]
     ys = [y for _, _, sy in series for y in sy if math.isfinite(y) and (y > 0 or not log_y)]
     parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-              f'role="img" aria-label="{html.escape(title)}">'),
-             f'<text x="{left}" y="18" class="title">{html.escape(title)}</text>']
+              f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(title)}">'),
+             f'<text x="8" y="16" class="title">{html.escape(title)}</text>']
     if not xs or not ys:
         parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" '
                      'class="axis">no data</text></svg>')
         return "".join(parts)
+    colors = series_colors([name for name, _, _ in series])
+    legend, top = _legend([name for name, _, _ in series], colors, width)
+    parts += legend
     x0, x1 = min(xs), max(xs)
     y0, y1 = (0.0, max(ys)) if not log_y else (min(ys), max(ys))
     if x1 == x0:
         x1 = x0 + 1
     if y1 == y0:
         y1 = y0 * 2 if y0 > 0 else 1.0
+    y_ticks = [(tick, _tick_text(tick)) for tick in _ticks(y0, y1, log_y)]
+    shown_x = [(tick, label) for tick, label in (
+        x_ticks or [(t, _tick_text(t)) for t in _ticks(x0, x1, False)]) if x0 <= tick <= x1]
+    # Room for the widest y tick label and the rotated axis name; for the last x label's half.
+    left = 26 + max((text_width(label) for _, label in y_ticks), default=0) + 6
+    right = max(12.0, max((text_width(label) / 2 for tick, label in shown_x if tick == x1),
+                          default=0) + 4)
+    bottom = 40
+    plot_bottom = height - bottom
 
     def fy(y: float) -> float:
         if log_y:
             ratio = (math.log10(y) - math.log10(y0)) / (math.log10(y1) - math.log10(y0))
         else:
             ratio = (y - y0) / (y1 - y0)
-        return top + (1 - ratio) * (height - top - bottom)
+        return top + (1 - ratio) * (plot_bottom - top)
 
     def fx(x: float) -> float:
         return left + (x - x0) / (x1 - x0) * (width - left - right)
 
-    plot_bottom = height - bottom
-    parts.append(f'<line x1="{left}" y1="{plot_bottom}" x2="{width - right}" y2="{plot_bottom}" '
+    parts.append(f'<line x1="{left:.1f}" y1="{plot_bottom}" x2="{width - right:.1f}" '
+                 f'y2="{plot_bottom}" class="frame"/>')
+    parts.append(f'<line x1="{left:.1f}" y1="{top}" x2="{left:.1f}" y2="{plot_bottom}" '
                  'class="frame"/>')
-    parts.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{plot_bottom}" class="frame"/>')
-    for tick in _ticks(y0, y1, log_y):
+    for tick, label in y_ticks:
         y = fy(tick)
-        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" '
+        parts.append(f'<line x1="{left:.1f}" y1="{y:.1f}" x2="{width - right:.1f}" y2="{y:.1f}" '
                      'class="grid"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" '
-                     f'class="axis">{_tick_text(tick)}</text>')
-    for tick, label in x_ticks or [(t, _tick_text(t)) for t in _ticks(x0, x1, False)]:
-        if x0 <= tick <= x1:
-            parts.append(f'<text x="{fx(tick):.1f}" y="{plot_bottom + 16}" text-anchor="middle" '
-                         f'class="axis">{html.escape(label)}</text>')
-    parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 6}" text-anchor="middle" '
-                 f'class="axis">{html.escape(x_label)}</text>')
-    parts.append(f'<text x="12" y="{(top + plot_bottom) / 2}" text-anchor="middle" class="axis" '
-                 f'transform="rotate(-90 12 {(top + plot_bottom) / 2})">{html.escape(y_label)}'
-                 '</text>')
-    legend_x = width - right
-    for index, (name, sx, sy) in enumerate(series):
-        color = SERIES_COLORS[index % len(SERIES_COLORS)]
+        parts.append(f'<text x="{left - 6:.1f}" y="{y + 4:.1f}" text-anchor="end" '
+                     f'class="axis">{html.escape(label)}</text>')
+    for tick, label in shown_x:
+        parts.append(f'<text x="{fx(tick):.1f}" y="{plot_bottom + 16}" text-anchor="middle" '
+                     f'class="axis">{html.escape(label)}</text>')
+    parts.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 6}" '
+                 f'text-anchor="middle" class="axis">{html.escape(x_label)}</text>')
+    parts.append(f'<text x="14" y="{(top + plot_bottom) / 2:.1f}" text-anchor="middle" '
+                 f'class="axis" transform="rotate(-90 14 {(top + plot_bottom) / 2:.1f})">'
+                 f'{html.escape(y_label)}</text>')
+    for (name, sx, sy), color in zip(series, colors):
+        dash = ' stroke-dasharray="6 4"' if name in REFERENCE_SERIES else ""
         for run in _runs(sx, sy, log_y):
             points = " ".join(f"{fx(x):.1f},{fy(y):.1f}" for x, y in run)
             parts.append(f'<polyline points="{points}" fill="none" stroke="{color}" '
-                         'stroke-width="1.8"/>')
+                         f'stroke-width="1.8"{dash}/>')
             if len(run) == 1:
                 x, y = run[0]
                 parts.append(f'<circle cx="{fx(x):.1f}" cy="{fy(y):.1f}" r="3" fill="{color}"/>')
-        legend_x -= 8 + 7 * len(name) + 14
-        parts.append(f'<rect x="{legend_x}" y="10" width="10" height="10" fill="{color}"/>'
-                     f'<text x="{legend_x + 14}" y="19" class="axis">{html.escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _legend(names: Sequence[str], colors: Sequence[str], width: int) -> tuple[list[str], int]:
+    """The legend's swatches and names in rows under the title, and where the plot may begin."""
+    parts, x, row = [], 8.0, 0
+    for name, color in zip(names, colors):
+        item = 14 + text_width(name) + 14
+        if x > 8 and x + item > width - 8:
+            x, row = 8.0, row + 1
+        y = 26 + 16 * row
+        parts.append(f'<rect x="{x:.1f}" y="{y}" width="10" height="10" fill="{color}"/>'
+                     f'<text x="{x + 14:.1f}" y="{y + 9}" class="axis">{html.escape(name)}</text>')
+        x += item
+    return parts, 26 + 16 * (row + 1) + 8
 
 
 def _runs(xs: Sequence[float], ys: Sequence[float], log_y: bool) -> list[list[tuple[float, float]]]:
@@ -185,7 +238,7 @@ body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1000
 h1 { font-size: 20px } h2 { font-size: 16px; margin-top: 28px }
 table { border-collapse: collapse } td, th { padding: 3px 12px 3px 0; text-align: left }
 td.n { text-align: right; font-variant-numeric: tabular-nums }
-.title { font-size: 13px; font-weight: 600 } .axis { font-size: 11px; fill: #444 }
+.title { font: 600 13px system-ui, sans-serif } .axis { font: 11px system-ui, sans-serif; fill: #444 }
 .frame { stroke: #888 } .grid { stroke: #e5e7eb } .warn { color: #b45309 } .bad { color: #b91c1c }
 .charts { display: flex; flex-wrap: wrap; gap: 8px }
 """
@@ -200,11 +253,34 @@ def _ms(value: float | None) -> str:
     return figure(value, ",.2f", " ms")
 
 
+def started_text(started_at: str) -> str:
+    """'2026-05-20T17:00:00+00:00' as '2026-05-20 17:00:00 UTC'."""
+    if not started_at:
+        return "–"
+    try:
+        moment = datetime.fromisoformat(started_at)
+    except ValueError:
+        return started_at
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def about_rows(report: LoadReport | SweepReport) -> list[tuple[str, str]]:
+    """What was tested, where, when and how: the first lines of every report."""
+    return [("Model", report.model or "not asked: the bodies came from a file"),
+            ("URL", report.url or "–"), ("Started", started_text(report.started_at)),
+            ("Plan", report.plan)]
+
+
 def summary_rows(report: LoadReport) -> list[tuple[str, str]]:
-    """The headline figures, as label and text: the HTML report and the app show the same."""
+    """The headline figures, as label and text: the HTML report, the app and the command line show
+    the same, each saying what it is computed over."""
+    answers = report.latency.count
     rows = [("Throughput", f"{report.throughput:,.1f} req/s"
              + (f" of {report.offered_rate:,.0f} offered" if report.offered_rate else "")),
-            ("Answers", f"{report.completed:,} ok, {report.errors:,} errors of {report.sent:,} sent"),
+            ("Answers",
+             f"{report.completed:,} ok, {report.errors:,} errors of {report.sent:,} sent"),
+            ("Computed over", f"{answers:,} answers in the measured {report.duration_s:,.1f} s"
+             + (" (cancelled)" if report.cancelled else "")),
             ("Latency p50 / p90 / p99", " / ".join(_ms(v) for v in (
                 report.latency.p50_ms, report.latency.p90_ms, report.latency.p99_ms))),
             ("Latency p99.9 / max", " / ".join(_ms(v) for v in (
@@ -215,40 +291,47 @@ def summary_rows(report: LoadReport) -> list[tuple[str, str]]:
                                     f"worst {report.max_send_lag_ms:,.1f} ms)")))
     elif report.corrected is not None:
         rows.append(("Delayed sends", (f"{report.delayed_sends:,} sends a steady client would "
-                                       "have made while workers waited on stalled answers")))
+                                       "have made while the server stalled a worker (kept it "
+                                       f"waiting over {_ms(report.stall_threshold_ms)}, ten "
+                                       "times the p99)")))
         rows.append(("Corrected p99 / max", " / ".join(
             _ms(v) for v in (report.corrected.p99_ms, report.corrected.max_ms))))
-    rows.append(("Tester CPU", f"{report.client_cpu_percent:.0f}% of one core"))
+    rows.append(("Tester CPU", f"{report.client_cpu_percent:.0f}% of one core, in its own "
+                               f"process (longest pause of its own: "
+                               f"{report.tester_pause_ms:,.0f} ms)"))
     return rows
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                               for k, v in rows) + "</table>"
 
 
 def html_report(report: LoadReport) -> str:
     times = [s.elapsed_s for s in report.timeline]
     charts = [
-        svg_chart("Throughput", "seconds", "req/s",
+        svg_chart("Throughput per 250 ms window", "seconds", "req/s",
                   [("ok", times, [s.throughput for s in report.timeline]),
                    ("errors", times, [s.error_rate for s in report.timeline])]),
-        svg_chart("Latency per 250 ms", "seconds", "ms",
+        svg_chart("Latency per 250 ms window", "seconds", "ms",
                   [(name, times, [getattr(s.interval, f"{name}_ms") for s in report.timeline])
                    for name in ("p50", "p95", "p99")]),
-        svg_chart("Latency by percentile", "percentile", "ms",
+        svg_chart("Latency by percentile, whole run", "percentile", "ms",
                   [("latency", [_nines(p) for p, _ in report.distribution],
                     [v for _, v in report.distribution])], log_y=True, x_ticks=NINES_TICKS),
     ]
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-                   for k, v in summary_rows(report))
     errors = "".join(
         f"<tr><td>{html.escape(kind)}</td><td class=n>{count:,}</td>"
         f"<td>{html.escape(report.error_samples.get(kind, ''))}</td></tr>"
         for kind, count in report.errors_by_kind.items())
     status = " <span class=warn>(cancelled)</span>" if report.cancelled else ""
-    body = (f"<h1>Load test{status}</h1><p>{html.escape(report.plan)}<br>"
-            f"Started {html.escape(report.started_at)}, measured for {report.duration_s:.1f} s."
-            f"</p><table>{rows}</table>"
+    title = f"Load test of {report.model}" if report.model else "Load test"
+    body = (f"<h1>{html.escape(title)}{status}</h1>{_table(about_rows(report))}"
+            f"<h2>Results</h2>{_table(summary_rows(report))}"
             f"<h2>Charts</h2><div class=charts>{''.join(charts)}</div>"
             + (f"<h2>Errors</h2><table><tr><th>Kind</th><th>Count</th><th>First answer</th></tr>"
                f"{errors}</table>" if errors else "<h2>Errors</h2><p>None.</p>"))
-    return _page("Slipway load test", body)
+    return _page(f"Slipway {title.lower()}", body)
 
 
 def sweep_html(report: SweepReport) -> str:
@@ -267,9 +350,11 @@ def sweep_html(report: SweepReport) -> str:
         f"{'met' if s.met else html.escape(s.reason)}</td></tr>" for s in report.steps)
     knee = (f"{report.knee_rate:,.0f} req/s" if report.knee_rate is not None
             else "none: the first step already broke the objective")
-    body = (f"<h1>Rate sweep</h1><p>Objective: p99 ≤ {report.slo_p99_ms:g} ms with no errors. "
+    title = f"Rate sweep of {report.model}" if report.model else "Rate sweep"
+    body = (f"<h1>{html.escape(title)}</h1>{_table(about_rows(report))}"
+            f"<p>Objective: p99 ≤ {report.slo_p99_ms:g} ms with no errors. "
             f"Highest rate that met it: <b>{knee}</b>. Closed-loop capacity estimate: "
             f"{report.capacity_estimate:,.0f} req/s.</p><div class=charts>{chart}{served}</div>"
             "<table><tr><th>Offered</th><th>Served</th><th>p50</th><th>p99</th><th>Errors</th>"
             f"<th>Verdict</th></tr>{rows}</table>")
-    return _page("Slipway rate sweep", body)
+    return _page(f"Slipway {title.lower()}", body)

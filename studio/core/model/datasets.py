@@ -8,12 +8,15 @@ models, as ready ONNX feeds.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from studio.core.errors import ExitStatus, StudioError
 from studio.core.model.schema import FeatureSpec, TensorSpec
+
+if TYPE_CHECKING:  # pandas is imported where a table is read: it costs a second at start-up
+    import pandas as pd
 
 DATASET_SUFFIXES = (".csv", ".parquet", ".pq", ".npy")
 NUMPY_DTYPES = {"string": object, "bool": bool}
@@ -31,6 +34,8 @@ def read_table(path: str | Path, features: list[FeatureSpec]) -> pd.DataFrame:
     Extra columns (a target, an id) are ignored; a missing feature column is an error naming it.
     A .npy file has no column names: its columns are taken in the model's feature order.
     """
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"There is no dataset file at '{path}'.", "Check the path.")
@@ -67,6 +72,8 @@ def read_table(path: str | Path, features: list[FeatureSpec]) -> pd.DataFrame:
 
 
 def _frame_from_array(array: np.ndarray, features: list[FeatureSpec], path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     if array.ndim != 2 or array.shape[1] != len(features):
         raise DatasetError(
             f"'{path.name}' holds an array of shape {array.shape}; the model takes "
@@ -77,6 +84,8 @@ def _frame_from_array(array: np.ndarray, features: list[FeatureSpec], path: Path
 
 
 def _typed(frame: pd.DataFrame, features: list[FeatureSpec]) -> pd.DataFrame:
+    import pandas as pd
+
     typed = {}
     for feature in features:
         column = frame[feature.name]
@@ -99,6 +108,8 @@ def _typed(frame: pd.DataFrame, features: list[FeatureSpec]) -> pd.DataFrame:
 def sample_frame(features: list[FeatureSpec], rows: int = 200, seed: int = 0) -> pd.DataFrame:
     """Random but valid rows: known categories drawn uniformly, numbers spread around the example
     by the feature's learned spread when the model knows it."""
+    import pandas as pd
+
     rng = np.random.default_rng(seed)
     columns = {}
     for feature in features:

@@ -145,6 +145,15 @@ def quantile(q: float, scrapes: Sequence[Scrape], name: str,
     return histogram_quantile(q, bucket_increase(scrapes, name, labels))
 
 
+def histogram_mean(scrapes: Sequence[Scrape], name: str,
+                   labels: Mapping[str, Any] | None = None) -> float:
+    """`sum(increase(<name>_sum[...])) / sum(increase(<name>_count[...]))`: the mean observation
+    of histogram `name` over the scrapes; NaN when nothing was observed."""
+    count = sum(increase(scrapes, name + "_count", labels).values())
+    total = sum(increase(scrapes, name + "_sum", labels).values())
+    return total / count if count > 0 else math.nan
+
+
 def per_bin(cumulative: Sequence[tuple[float, float]]) -> Bins:
     """Cumulative `le` buckets as (edges, per-bin counts), the reference profile's shape.
 

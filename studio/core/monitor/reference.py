@@ -207,6 +207,37 @@ def model_profile(artifact: ModelArtifact, frame: pd.DataFrame | None = None,
     return profile
 
 
+SERVER_OTHER = "__other__"
+"""The category a Slipway server counts values outside its reference categories under."""
+
+
+def profile_on_bins(frame: pd.DataFrame, numeric_edges: Mapping[str, Sequence[float]],
+                    categories: Mapping[str, Sequence[str]],
+                    dtypes: Mapping[str, str] | None = None) -> ReferenceProfile:
+    """A profile of `frame` (source "dataset") on a running server's own bins, so it compares
+    bin for bin with what the server counts: `numeric_edges` maps a feature to the `le` bounds it
+    is counted on, `categories` a feature to the categories it is counted by (a value outside them
+    is counted as the server counts it, under SERVER_OTHER). Columns the server does not count are
+    left out; so are the predictions, which a table of inputs does not give. `dtypes` (feature
+    -> the model's dtype) makes values meet the edges in the precision the server compares them
+    in, as it does (a float32 value at an edge lands where the server puts it)."""
+    profiles: dict[str, NumericBins | CategoryCounts] = {}
+    for name, edges in numeric_edges.items():
+        dtype = (dtypes or {}).get(name, "float64")
+        dtype = np.dtype(dtype if dtype in ("float16", "float32") else "float64")
+        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
+        values = values[np.isfinite(values)].astype(dtype)
+        counts = np.bincount(np.searchsorted(np.asarray(edges, dtype=dtype), values,
+                                             side="left"), minlength=len(edges) + 1)
+        profiles[name] = NumericBins(edges=[float(e) for e in edges], counts=counts.tolist())
+    for name, known in categories.items():
+        counted = frame[name].astype(str).where(frame[name].astype(str).isin(set(known)),
+                                                SERVER_OTHER).value_counts()
+        profiles[name] = CategoryCounts(categories=counted.index.tolist(),
+                                        counts=counted.astype(int).tolist())
+    return ReferenceProfile(rows=len(frame), features=profiles, source="dataset")
+
+
 # --- built from live counts -------------------------------------------------------------------
 
 def baseline_from_counts(numeric: Mapping[str, tuple[Sequence[float], Sequence[float]]],

@@ -11,7 +11,14 @@ from typing import Any
 import httpx
 
 from studio.core.monitor.live_counts import LiveCounts, live_counts
-from studio.core.monitor.promql import bucket_increase, histogram_quantile, increase, quantile, rate
+from studio.core.monitor.promql import (
+    bucket_increase,
+    histogram_mean,
+    histogram_quantile,
+    increase,
+    quantile,
+    rate,
+)
 from studio.core.monitor.scrape import Gap, MetricsError, SampleKey, Scrape, scrape
 
 DEFAULT_CAPACITY = 3600
@@ -165,6 +172,21 @@ class MetricsSeries:
             for i, line in enumerate(lines.values()):
                 line.append(None if values is None else values[i])
         return ChartSeries([t for t, _, _ in intervals], lines)
+
+    def mean_series(self, name: str, labels: Mapping[str, Any] | None = None,
+                    step: float | None = None,
+                    window_seconds: float | None = None) -> ChartSeries:
+        """Per-interval mean of histogram `name` (the growth of its `_sum` over that of its
+        `_count`), one line named "mean"; NaN for an interval that observed nothing. For a
+        histogram of whole counts (rows per batch) this is exact, where a quantile interpolated
+        inside a bucket is not (a p50 of 0.5 rows when every batch had one)."""
+        intervals = _intervals(self.window(window_seconds), step)
+        means: list[float | None] = []
+        for _, start, end in intervals:
+            means.append(None if start is None or end is None else self._interval_value(
+                ("mean", name, _labels_key(labels)), start, end,
+                lambda start=start, end=end: histogram_mean([start, end], name, labels)))
+        return ChartSeries([t for t, _, _ in intervals], {"mean": means})
 
 
 def _grouped_rate(pair: list[Scrape], name: str, by: str | None,

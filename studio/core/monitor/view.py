@@ -1,8 +1,10 @@
 """What the Monitor page draws, computed from a Monitor off the GUI thread: the chart lines, the
-headline figures, the drift table and the selected feature's histograms."""
+headline figures with what they cover, the drift table and the selected feature's histograms;
+and the two pieces of wording and drawing the page applies to them (`headline`, `drawable`)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from studio.core.monitor.drift import PREDICTIONS_ROW, DriftError
 from studio.core.monitor.live_counts import LiveCounts
 from studio.core.monitor.monitor import (
     BATCH_SIZE,
+    CONNECTIONS_CLOSED,
     INFERENCE_DURATION,
     INFLIGHT,
     PREDICTION_ROUTES,
@@ -26,6 +29,7 @@ from studio.core.monitor.promql import increase
 from studio.core.monitor.reference import CategoryCounts
 from studio.core.monitor.scrape import Scrape
 from studio.core.monitor.series import ChartSeries
+from studio.core.units import figure
 
 
 @dataclass
@@ -49,6 +53,10 @@ class MonitorView:
     charts: dict[str, dict[str, tuple[list[float], list[float | None]]]]
     """chart key -> line name -> (times, values)."""
     figures: dict[str, float]
+    span: str
+    """What the figures and the drift cover, in words ("over the last 5 min")."""
+    connections_closed: dict[str, float]
+    """Connections the server closed to protect itself over the span, by reason."""
     status: str | None
     recognized: dict[str, str]
     drift: DriftPicture | None
@@ -80,7 +88,9 @@ def build_view(monitor: Monitor, window_s: float | None, feature: str | None) ->
                                             window_seconds=window_s), now, 1000, {"p50": "total"}),
             **_lines(series.quantile_series(INFERENCE_DURATION, (0.5,), window_seconds=window_s),
                      now, 1000, {"p50": "inference"})},
-        "batch": _lines(series.quantile_series(BATCH_SIZE, (0.5,), window_seconds=window_s), now),
+        # The mean, not a quantile: interpolated inside the bucket `le=1`, a p50 reads 0.5 rows
+        # when every batch held one.
+        "batch": _lines(series.mean_series(BATCH_SIZE, window_seconds=window_s), now),
         **_gauges(monitor, window_s, now),
     }
     drift, error = None, None
@@ -90,7 +100,8 @@ def build_view(monitor: Monitor, window_s: float | None, feature: str | None) ->
         error = exc
     if drift is not None and drift.rows and feature not in {r.feature for r in drift.rows}:
         feature = drift.rows[0].feature
-    return MonitorView(now, charts, monitor.figures(window_s), monitor.status,
+    return MonitorView(now, charts, monitor.figures(window_s), monitor.span(window_s).label,
+                       monitor.connections_closed(window_s), monitor.status,
                        monitor.recognized(), drift, error,
                        _feature_view(monitor, drift.counts, feature, now) if drift else None)
 
@@ -163,5 +174,58 @@ def _feature_view(monitor: Monitor, counts: LiveCounts | None, name: str | None,
     edges = profile.edges
     bins = counts.predictions if name == PREDICTIONS_ROW else counts.numeric.get(name)
     live = list(bins[1]) if isinstance(bins, tuple) else [0.0] * (len(edges) + 1)
-    labels = [f"≤{e:.3g}" for e in edges] + ([f">{edges[-1]:.3g}"] if edges else ["all"])
+    labels = [f"≤{short(e)}" for e in edges] + ([f">{short(edges[-1])}"] if edges else ["all"])
     return FeatureView(name, labels, [float(c) for c in profile.counts], live, psi_times, psi)
+
+
+def short(value: float) -> str:
+    """A bin edge short enough for an axis under a dozen bins: 3 significant digits, thousands
+    and millions as k and M (1015 -> '1.01k', not '1.01e+03')."""
+    text = f"{value:.3g}"
+    if "e+" in text:
+        for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if abs(value) >= scale * 0.9995:
+                return f"{value / scale:.3g}{suffix}"
+    return text
+
+
+def drawable(times: list[float], values: list[float | None]) -> tuple[list[float], list[float]]:
+    """Chart points with breaks: pyqtgraph draws NaN as a gap (connect='finite'). A value between
+    two gaps (traffic in one interval only) is drawn across its interval, from the time before:
+    a lone point has no line to show it, and a short burst would leave the chart empty."""
+    def missing(i: int) -> bool:
+        return not 0 <= i < len(values) or values[i] is None or math.isnan(values[i])
+
+    xs: list[float] = []
+    ys: list[float] = []
+    for i, at in enumerate(times):
+        if i > 0 and not missing(i) and missing(i - 1) and missing(i + 1):
+            xs.append(times[i - 1])
+            ys.append(values[i])
+        xs.append(at)
+        ys.append(math.nan if missing(i) else values[i])
+    return xs, ys
+
+
+def headline(view: MonitorView) -> str:
+    """The figures above the charts, each saying what it covers: the request rate now (the latest
+    interval) and in flight, then the window's figures named by their span. No request in the
+    window reads as such, not as a latency of "–" or "nan"."""
+    figures = view.figures
+    now = f"Now {figure(figures['request_rate_now'], ',.1f')} req/s, " \
+          f"{figures['inflight']:.0f} in flight"
+    if figures["requests"] > 0:
+        window = (f"{figure(figures['request_rate'], ',.1f', ' req/s')}, "
+                  f"p50 {figure(figures['p50_ms'], '.2f', ' ms')}, "
+                  f"p99 {figure(figures['p99_ms'], '.2f', ' ms')}, "
+                  f"{figure(figures['error_ratio'], '.1%')} errors")
+    else:
+        window = "no requests"
+    if CONNECTIONS_CLOSED in view.recognized:
+        closed = view.connections_closed
+        total = sum(closed.values())
+        window += f", {total:,.0f} connection{'' if total == 1 else 's'} closed by the server"
+        if total:
+            window += " (" + ", ".join(f"{reason.replace('_', ' ')} {count:,.0f}"
+                                       for reason, count in sorted(closed.items()) if count) + ")"
+    return f"{now} · {view.span}: {window}"

@@ -32,7 +32,9 @@ from studio.core.model.artifact import load as load_model
 from studio.core.model.formats import sklearn as sklearn_format
 from studio.core.model.isolation import DEFAULT_TIMEOUT_S, run_isolated
 from studio.core.model.schema import FeatureSpec, TensorSpec
+from studio.core.model.session import onnx_session
 from studio.core.optimize import parity
+from studio.core.optimize.optimize import BATCH_ROWS, Latency, timed
 from studio.core.optimize.parity import ParityReport, Tolerance
 from studio.core.tasks import Progress, quiet
 
@@ -57,6 +59,9 @@ class ConversionReport(BaseModel):
     file_size: int
     seconds: float
     parity: ParityReport
+    latency_before: Latency | None = None
+    """The original model's own prediction, timed on the same rows as the ONNX model."""
+    latency_after: Latency | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,7 @@ def convert(artifact: ModelArtifact, output: str | Path, *, opset: int = DEFAULT
         converter=result["converter"], opset=result["opset"], file_size=file_size,
         seconds=round(time.perf_counter() - started, 3),
         parity=ParityReport.model_validate(result["parity"]),
+        latency_before=result.get("latency_before"), latency_after=result.get("latency_after"),
     )
     return Conversion(artifact=moved(checked, output), report=report)
 
@@ -166,6 +172,8 @@ def convert_in_child(request: dict[str, Any]) -> dict[str, Any]:
     names = [o.name for o in session.get_outputs()]
     new = dict(zip(names, session.run(None, feeds)))
     report = parity.compare(original, new, roles, Tolerance(**request["tolerance"]), described)
+    before, after = _latencies(estimator, onnx_session(model.SerializeToString()), frame,
+                               inputs, features, request["task"])
 
     props = {
         "slipway.features": json.dumps([f.model_dump() for f in features]),
@@ -180,7 +188,23 @@ def convert_in_child(request: dict[str, Any]) -> dict[str, Any]:
         onnx.save(model, output)
     except OSError as exc:  # a full disk is the disk's fault, not the model's
         raise write_error(exc, output) from exc
-    return {"converter": converter, "opset": _default_opset(model), "parity": report.model_dump()}
+    return {"converter": converter, "opset": _default_opset(model), "parity": report.model_dump(),
+            "latency_before": before.model_dump(), "latency_after": after.model_dump()}
+
+
+def _latencies(estimator: Any, session: Any, frame: Any, inputs: list[TensorSpec],
+               features: list[FeatureSpec], task: str) -> tuple[Latency, Latency]:
+    """One row and a batch through the original model and through its ONNX conversion, both on
+    one thread, as the optimizations are timed: what converting gains or costs."""
+    batch_frame = frame.sample(BATCH_ROWS, replace=len(frame) < BATCH_ROWS, random_state=0)
+    batch = datasets.onnx_feeds(inputs, features, batch_frame)
+    single = {name: value[:1] for name, value in batch.items()}
+    x_single = _as_model_sees(estimator, batch_frame.iloc[:1], single, features)
+    x_batch = _as_model_sees(estimator, batch_frame, batch, features)
+    before = timed(lambda: _predict(estimator, x_single, task),
+                   lambda: _predict(estimator, x_batch, task), BATCH_ROWS)
+    after = timed(lambda: session.run(None, single), lambda: session.run(None, batch), BATCH_ROWS)
+    return before, after
 
 
 def _default_opset(model: Any) -> int | None:
@@ -218,7 +242,11 @@ def _original_outputs(estimator: Any, frame: Any, feeds: dict[str, np.ndarray],
                       features: list[FeatureSpec], task: str
                       ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """What the original model answers, given exactly the values the ONNX model sees (float32)."""
-    x = _as_model_sees(estimator, frame, feeds, features)
+    return _predict(estimator, _as_model_sees(estimator, frame, feeds, features), task)
+
+
+def _predict(estimator: Any, x: Any, task: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The original model's outputs for `x`, as it sees its input, shaped like the ONNX ones."""
     if _is_native_booster(estimator):
         return _booster_outputs(estimator, x, task)
     from sklearn.base import is_classifier

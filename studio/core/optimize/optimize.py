@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -61,6 +62,33 @@ DEFAULT_TOLERANCES = {
 # Operators each quantizer rewrites when their weights are stored in the model.
 DYNAMIC_QUANTIZABLE = {"MatMul", "Conv", "Gather", "Attention", "LSTM", "EmbedLayerNormalization"}
 STATIC_QUANTIZABLE = {"MatMul", "Conv", "Gemm", "ConvTranspose", "Gather"}
+# scikit-learn estimators skl2onnx turns into MatMul or Gemm with stored weights; the others become
+# ONNX-ML operators (TreeEnsemble, LinearClassifier, SVM...) no quantizer touches.
+MATMUL_ESTIMATORS = ("MLPClassifier", "MLPRegressor", "PCA", "TruncatedSVD", "KernelPCA",
+                     "IncrementalPCA")
+
+
+def may_help(artifact: ModelArtifact, optimization: Optimization) -> bool:
+    """Whether `optimization` can change this model at all, judged from what its schema says
+    (its operators, or the estimators it converts from) without running anything; a default
+    that cannot help is not offered ticked."""
+    if optimization not in (Optimization.INT8, Optimization.INT8_STATIC):
+        return True
+    quantizable = DYNAMIC_QUANTIZABLE if optimization == Optimization.INT8 else STATIC_QUANTIZABLE
+    meta = artifact.schema.metadata
+    if meta.onnx is not None:
+        return bool(quantizable & set(meta.onnx.operators))
+    return any(name.rsplit(".", 1)[-1] in MATMUL_ESTIMATORS for name in _estimator_types(meta))
+
+
+def _estimator_types(meta) -> list[str]:
+    types = [meta.estimator] if meta.estimator else []
+    pending = list(meta.steps)
+    while pending:
+        step = pending.pop()
+        types.append(step.type)
+        pending.extend(step.steps)
+    return types
 
 
 class OptimizationError(StudioError):
@@ -151,10 +179,16 @@ def run_model(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def measure(session, inputs: GoldenInputs) -> Latency:
-    single = median_ms(lambda: session.run(None, inputs.single))
-    batch = median_ms(lambda: session.run(None, inputs.batch), min_calls=10)
     rows = len(next(iter(inputs.batch.values())))
-    return Latency(single_row_ms=round(single, 4), batch_ms=round(batch, 4), batch_rows=rows)
+    return timed(lambda: session.run(None, inputs.single),
+                 lambda: session.run(None, inputs.batch), rows)
+
+
+def timed(single: Callable[[], object], batch: Callable[[], object], rows: int) -> Latency:
+    """The median latency of one row and of a batch of `rows`, measured the same way for every
+    model the reports compare."""
+    return Latency(single_row_ms=round(median_ms(single), 4),
+                   batch_ms=round(median_ms(batch, min_calls=10), 4), batch_rows=rows)
 
 
 def _weight_ops(model: onnx.ModelProto, op_types: set[str]) -> list[str]:

@@ -66,7 +66,7 @@ class ParityReport(BaseModel):
             if output.label_agreement is not None:
                 parts.append(f"{output.name}: {output.label_agreement:.2%} agree")
             elif output.max_abs_diff is not None:
-                parts.append(f"{output.name}: max |diff| {output.max_abs_diff:.2e}")
+                parts.append(f"{output.name}: values differ by at most {output.max_abs_diff:.2e}")
         verdict = "pass" if self.passed else "FAIL"
         return f"{verdict} on {self.rows} rows ({self.inputs}); " + ", ".join(parts)
 

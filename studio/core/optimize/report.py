@@ -13,8 +13,11 @@ def _number(value: float | None, spec: str = ".2e") -> str:
 def parity_lines(report) -> list[str]:
     verdict = "pass" if report.passed else "FAIL"
     tol = report.tolerance
-    lines = [f"Parity on {report.rows} rows ({report.inputs}): {verdict}  "
-             f"(atol {tol.atol:g}, rtol {tol.rtol:g}, labels >= {tol.min_label_agreement:.0%})"]
+    # A regressor has no labels: its rule speaks only of the values it answers.
+    rules = [f"values within atol {tol.atol:g} + rtol {tol.rtol:g} x |value|"]
+    if report.label_agreement is not None:
+        rules.append(f"labels kept >= {tol.min_label_agreement:.0%}")
+    lines = [f"Parity on {report.rows} rows ({report.inputs}): {verdict}  ({'; '.join(rules)})"]
     rows = [["output", "role", "max |diff|", "mean |diff|", "agreement", "result"]]
     for o in report.outputs:
         agreement = "-" if o.label_agreement is None else f"{o.label_agreement:.2%}"
@@ -35,9 +38,18 @@ def parity_lines(report) -> list[str]:
 def conversion_lines(report) -> list[str]:
     from pathlib import Path
 
-    return [f"Converted {Path(report.source).name} -> {report.output_path} ({report.converter}, "
-            f"opset {report.opset}, {human_size(report.file_size)}, {report.seconds:.1f} s)",
-            *parity_lines(report.parity)]
+    lines = [f"Converted {Path(report.source).name} -> {report.output_path} ({report.converter}, "
+             f"opset {report.opset}, {human_size(report.file_size)}, {report.seconds:.1f} s)"]
+    if report.latency_before and report.latency_after:
+        lines.append(latency_line(report.latency_before, report.latency_after,
+                                  f"{report.source_format} -> ONNX"))
+    return lines + parity_lines(report.parity)
+
+
+def latency_line(before, after, what: str) -> str:
+    return (f"  latency  one row {before.single_row_ms:.4f} ms -> {after.single_row_ms:.4f} ms; "
+            f"{before.batch_rows} rows {before.batch_ms:.3f} ms -> {after.batch_ms:.3f} ms "
+            f"({what}, median, {before.threads} thread)")
 
 
 def optimization_lines(report) -> list[str]:
@@ -50,9 +62,7 @@ def optimization_lines(report) -> list[str]:
     lines += [
         f"  size     {human_size(report.size_before)} -> {human_size(report.size_after)} "
         f"({report.size_ratio:.0%} of the original)",
-        f"  latency  one row {before.single_row_ms:.4f} ms -> {after.single_row_ms:.4f} ms; "
-        f"{before.batch_rows} rows {before.batch_ms:.3f} ms -> {after.batch_ms:.3f} ms "
-        f"(median, {before.threads} thread)",
+        latency_line(before, after, "before -> after"),
     ]
     if report.note:
         lines.append(f"  note     {report.note}")

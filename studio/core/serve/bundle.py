@@ -134,6 +134,8 @@ class ImageOptions:
     python_version: str = DEFAULT_PYTHON
     wheelhouse: Path | None = None
     """A folder of wheels to use as it is (offline sites); default: the studio's cache."""
+    wheelhouse_cache: Path | None = None
+    """Where downloaded wheels are kept between builds; default: the studio's cache folder."""
     extra_packages: list[str] = field(default_factory=list)
 
 
@@ -275,7 +277,7 @@ def fill_wheelhouse(requirements: list[str], image: ImageOptions, *,
     platforms = manylinux_platforms(image.glibc)
     key = hashlib.sha256(json.dumps([sorted(requirements), platforms,
                                      image.python_version]).encode()).hexdigest()[:16]
-    folder = cache_root() / "wheelhouse" / key
+    folder = (image.wheelhouse_cache or cache_root() / "wheelhouse") / key
     if (folder / "complete").exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)

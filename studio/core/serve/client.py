@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from studio.core.errors import ExitStatus, StudioError
 
 DEFAULT_TIMEOUT_S = 10.0
+PREDICTION_ROUTE = re.compile(r"(/predict/batch|/predict|/v2/models/[^/]+(/versions/[^/]+)?/infer)$")
 
 
 class ServerUnreachable(StudioError):
@@ -36,6 +39,33 @@ class Reply:
     @property
     def is_json(self) -> bool:
         return not isinstance(self.body, str)
+
+
+def split_route(url: str) -> tuple[str, str | None]:
+    """The server's base URL and the prediction route the URL ends with, if it names one: a URL
+    copied from the API docs (`.../predict`) and the bare base URL both reach the server."""
+    parts = urlsplit(url.strip().rstrip("/"))
+    found = PREDICTION_ROUTE.search(parts.path)
+    if found is None:
+        return urlunsplit(parts), None
+    return urlunsplit(parts._replace(path=parts.path[:found.start()])), found.group(1)
+
+
+def sample_body(schema: dict[str, Any], route: str) -> Any | None:
+    """The model's sample request for a prediction route, made from the schema its server gives
+    at /schema, as the Model page shows it (None when the route takes no such body, or the
+    schema cannot be read)."""
+    from pydantic import ValidationError
+
+    from studio.core.model.schema import ModelSchema, sample_bodies
+
+    try:
+        samples = sample_bodies(ModelSchema.model_validate(schema))
+    except ValidationError:
+        return None
+    if route.endswith("/infer"):
+        return samples.v2
+    return {"/predict": samples.rest, "/predict/batch": samples.rest_batch}.get(route)
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:

@@ -2,15 +2,18 @@
 
 Presets fill the plan form (smoke, steady, sweep, spike); everything else is the form. The test
 is prepared as the command line prepares it (studio/core/loadtest/prepare.py: bodies for the
-model's schema, drift, the API key's header) and runs off the GUI thread (loadtest/engine.py, or
-loadtest/sweep.py for a sweep). Its partial results, a Snapshot every 250 ms and each judged
-SweepStep, reach the GUI thread through the runner and extend the throughput and latency charts.
+model's schema, by default rows like the server's reference data, drift, the API key's header) and
+runs in the load tester's own process (loadtest/engine.py, or loadtest/sweep.py for a sweep,
+started off the GUI thread), so nothing the window does is timed as the server's. Its partial
+results, a Snapshot every 250 ms and each judged SweepStep, reach the GUI thread through the
+runner and extend the throughput and latency charts.
 Cancel ends the run within a fraction of a second and still shows what was measured. A finished
 run can be laid over the next one.
 """
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +24,12 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -41,15 +46,22 @@ from studio.core.loadtest.results import LoadReport, Snapshot
 from studio.core.loadtest.sweep import SweepReport, SweepStep, sweep
 from studio.core.model.artifact import ModelArtifact
 from studio.core.serve.bundle import served_name
+from studio.core.units import figure
 from studio.ui.pages.page import Page
+from studio.ui.settings import StudioSettings
 from studio.ui.widgets.charts import SeriesChart
 from studio.ui.widgets.page_parts import ServerFields, with_browse_button
 from studio.ui.workers import TaskHandle, TaskRunner
 
 ROUTES = ("/predict", "/predict/batch", "/v2/models/{name}/infer")
-PAYLOAD_SOURCES = (("Random valid rows from the schema", "random"),
+PAYLOAD_SOURCES = (("Like the server's reference data", "default"),
+                   ("Random valid rows from the schema", "random"),
                    ("The model's sample request", "sample"),
                    ("Rows of a reference dataset", "reference"))
+"""The default's full story is its tooltip, and the plan's label says which rows were sent."""
+DEFAULT_PAYLOAD_TIP = ("Rows drawn from the bins of the server's reference data when it was "
+                       "bundled with a dataset, so that a load test does not look like drift on "
+                       "the Monitor; random valid rows from the schema when it has none.")
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,7 @@ class Preset:
     rate: float = 200.0
 
 
+MY_PRESET = "Mine"
 PRESETS = (
     Preset("Steady", "16 connections for 15 s after a 1 s warm-up: typical throughput and latency",
            "closed", 16, 15.0, 1.0),
@@ -90,8 +103,10 @@ class LoadPage(Page):
         self.url = self.server.url
         self.route = QComboBox()
         self.route.setEditable(True)
+        self.presets = list(PRESETS)
+        """The built-in presets, then the user's own from Settings."""
         self.preset = QComboBox()
-        for preset in PRESETS:
+        for preset in self.presets:
             self.preset.addItem(preset.name)
         self.preset.addItem("Custom")
         self.preset.currentIndexChanged.connect(self._preset_chosen)
@@ -119,8 +134,8 @@ class LoadPage(Page):
         self.form = self._build_form()
         self.status = QLabel("Choose a preset and run; the charts fill as the test goes.")
         self.status.setObjectName("sectionTitle")
-        self.throughput_chart = SeriesChart("Throughput", "req/s")
-        self.latency_chart = SeriesChart("Latency (per 250 ms)", "ms")
+        self.throughput_chart = SeriesChart("Throughput per 250 ms window", "req/s")
+        self.latency_chart = SeriesChart("Latency per 250 ms window", "ms")
         charts = QSplitter(Qt.Orientation.Vertical)
         charts.addWidget(self.throughput_chart)
         charts.addWidget(self.latency_chart)
@@ -133,7 +148,12 @@ class LoadPage(Page):
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 0)
         side_layout.addWidget(self.form)
-        side_layout.addWidget(self.summary, 1)
+        # The report's rows scroll under the form: at 1024x700 they are taller than the room left.
+        summary_scroll = QScrollArea()
+        summary_scroll.setWidgetResizable(True)
+        summary_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        summary_scroll.setWidget(self.summary)
+        side_layout.addWidget(summary_scroll, 1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.overlay)
         buttons.addStretch(1)
@@ -143,7 +163,9 @@ class LoadPage(Page):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(side)
         split.addWidget(charts)
-        split.setSizes([380, 720])
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([400, 600])
 
         self.body.addLayout(top)
         self.body.addWidget(self.preset_note)
@@ -186,6 +208,12 @@ class LoadPage(Page):
         self.payload = QComboBox()
         for label, key in PAYLOAD_SOURCES:
             self.payload.addItem(label, key)
+        self.payload.setItemData(0, DEFAULT_PAYLOAD_TIP, Qt.ItemDataRole.ToolTipRole)
+        for combo in (self.mode, self.payload):
+            # The form gives the charts room: a long choice is elided, not a wider form.
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(16)
         self.reference = QLineEdit()
         self.reference.setPlaceholderText("CSV, Parquet or .npy file")
         reference_row = with_browse_button(self.reference, on_chosen=lambda _: (
@@ -213,11 +241,30 @@ class LoadPage(Page):
         self.payload.currentIndexChanged.connect(self._enable_fields)
         return form
 
+    def apply_settings(self, settings: StudioSettings) -> None:
+        """Your own preset (Settings > Load tests) joins the built-in ones, and the page starts
+        on the preset chosen there."""
+        mine = settings.my_preset
+        preset = Preset(MY_PRESET, f"{mine.connections} connections for {mine.duration_s:g} s after "
+                        f"a {mine.warmup_s:g} s warm-up: your own, from Settings", "closed",
+                        mine.connections, mine.duration_s, mine.warmup_s)
+        self.preset.blockSignals(True)
+        if self.presets[-1].name == MY_PRESET:
+            self.presets[-1] = preset
+        else:
+            self.presets.append(preset)
+            self.preset.insertItem(len(self.presets) - 1, MY_PRESET)
+        self.preset.blockSignals(False)
+        start = self.preset.findText(settings.load_preset)
+        if not self.running and start >= 0:
+            self.preset.setCurrentIndex(start)
+            self._preset_chosen(start)
+
     def _preset_chosen(self, index: int) -> None:
-        if index >= len(PRESETS):
+        if index >= len(self.presets):
             self.preset_note.setText("Custom: the form below is the plan.")
             return
-        preset = PRESETS[index]
+        preset = self.presets[index]
         self._filling = True
         self.mode.setCurrentIndex(self.mode.findData(preset.mode))
         self.connections.setValue(preset.connections)
@@ -229,9 +276,9 @@ class LoadPage(Page):
         self._enable_fields()
 
     def _form_edited(self) -> None:
-        if not getattr(self, "_filling", False) and self.preset.currentIndex() < len(PRESETS):
+        if not getattr(self, "_filling", False) and self.preset.currentIndex() < len(self.presets):
             self.preset.blockSignals(True)
-            self.preset.setCurrentIndex(len(PRESETS))
+            self.preset.setCurrentIndex(len(self.presets))
             self.preset.blockSignals(False)
             self.preset_note.setText("Custom: the form below is the plan.")
 
@@ -304,10 +351,12 @@ class LoadPage(Page):
         self.throughput_chart.clear_series()
         self.latency_chart.clear_series()
         sweeping = mode == "sweep"
-        self.latency_chart.getPlotItem().setLabel("bottom", "offered req/s" if sweeping
-                                                  else "seconds")
-        self.throughput_chart.getPlotItem().setLabel("bottom", "offered req/s" if sweeping
-                                                     else "seconds")
+        for chart, title in ((self.throughput_chart, "Served per step" if sweeping
+                              else "Throughput per 250 ms window"),
+                             (self.latency_chart, "Latency per step" if sweeping
+                              else "Latency per 250 ms window")):
+            chart.getPlotItem().setLabel("bottom", "offered req/s" if sweeping else "seconds")
+            chart.getPlotItem().setTitle(title)
         self._draw_previous()
         self.summary.clear()
         self.export_button.setEnabled(False)
@@ -339,8 +388,9 @@ class LoadPage(Page):
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         if self.mode.currentData() == "sweep":
-            self.status.setText(f"Sweep step: {snapshot.throughput:,.0f} req/s, "
-                                f"p99 {snapshot.overall.p99_ms:.1f} ms so far")
+            self.status.setText(f"Sweep step: {snapshot.throughput:,.0f} req/s in the last "
+                                f"250 ms, p99 {figure(snapshot.overall.p99_ms, '.1f', ' ms')} "
+                                "over the step so far")
             return
         if snapshot.warming_up:
             self.status.setText(f"Warming up… {-snapshot.elapsed_s:.1f} s left")
@@ -354,19 +404,22 @@ class LoadPage(Page):
                                                         for s in self.snapshots])
         overall = snapshot.overall
         self.status.setText(
-            f"{snapshot.elapsed_s:.1f} s: {snapshot.throughput:,.0f} req/s, p50 "
-            f"{overall.p50_ms:.2f} ms, p99 {overall.p99_ms:.2f} ms, {snapshot.errors:,} errors, "
+            f"{snapshot.elapsed_s:.1f} s: {snapshot.throughput:,.0f} req/s in the last 250 ms; "
+            f"over the run so far p50 {figure(overall.p50_ms, '.2f', ' ms')}, p99 "
+            f"{figure(overall.p99_ms, '.2f', ' ms')}, {snapshot.errors:,} errors; "
             f"{snapshot.inflight} in flight")
 
     def _on_step(self, step: SweepStep) -> None:
         self.steps.append(step)
         self.steps.sort(key=lambda s: s.rate)
         rates = [s.rate for s in self.steps]
-        self.throughput_chart.set_series("ok", rates, [s.throughput for s in self.steps])
-        self.latency_chart.set_series("p50", rates, [s.p50_ms for s in self.steps])
-        self.latency_chart.set_series("p99", rates, [s.p99_ms for s in self.steps])
+        self.throughput_chart.set_series("ok", rates, [s.throughput for s in self.steps],
+                                         markers=True)
+        self.latency_chart.set_series("p50", rates, [s.p50_ms for s in self.steps], markers=True)
+        self.latency_chart.set_series("p99", rates, [s.p99_ms for s in self.steps], markers=True)
         verdict = "met" if step.met else f"missed ({step.reason})"
-        self.status.setText(f"{step.rate:,.0f} req/s offered: {verdict}")
+        self.status.setText(f"{step.rate:,.0f} req/s offered: {verdict}; p99 "
+                            f"{figure(step.p99_ms, '.1f', ' ms')} over the step")
 
     def _draw_previous(self) -> None:
         for chart in (self.throughput_chart, self.latency_chart):
@@ -389,16 +442,20 @@ class LoadPage(Page):
                     else "none (the first step already missed)")
             self.status.setText(f"Sweep {'cancelled' if report.cancelled else 'done'}: highest "
                                 f"rate meeting p99 ≤ {report.slo_p99_ms:g} ms is {knee}.")
-            rows = [(f"{s.rate:,.0f} req/s", f"p99 {s.p99_ms:.1f} ms, "
-                     + ("met" if s.met else s.reason)) for s in report.steps]
+            rows = loadreport.about_rows(report) + [
+                (f"{s.rate:,.0f} req/s", f"served {s.throughput:,.0f} req/s, p99 "
+                 f"{figure(s.p99_ms, '.1f', ' ms')}: " + ("met" if s.met else "missed")
+                 + ("" if s.met or s.reason.startswith("p99") else f" ({s.reason})"))
+                for s in report.steps]
         else:
             self.status.setText(("Cancelled: " if report.cancelled else "Done: ") + report.plan)
-            rows = loadreport.summary_rows(report)
+            rows = loadreport.about_rows(report) + loadreport.summary_rows(report)
             rows += [(f"{count:,} × {kind}", report.error_samples.get(kind, "")[:160])
                      for kind, count in report.errors_by_kind.items()]
+        # Escaped: an error sample is whatever the server answered.
         self.summary.setText("<table>" + "".join(
-            f"<tr><td><b>{label}</b>&nbsp;&nbsp;</td><td>{text}</td></tr>"
-            for label, text in rows) + "</table>")
+            f"<tr><td><b>{html.escape(label)}</b>&nbsp;&nbsp;</td><td>{html.escape(text)}</td>"
+            "</tr>" for label, text in rows) + "</table>")
         self._finished(self.task)  # ready for the next run before anyone hears of this one
         self.finished.emit(report)
 

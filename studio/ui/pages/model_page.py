@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -25,12 +26,14 @@ from studio.core.model.artifact import ModelArtifact
 from studio.core.model.schema import ModelSchema, PipelineStep
 from studio.core.units import human_size, printable
 from studio.ui.pages.page import Page
-from studio.ui.widgets.charts import OperatorChart
 from studio.ui.widgets.drop_zone import DropZone
 from studio.ui.widgets.json_view import JsonView
 from studio.ui.widgets.schema_table import FeatureTable, OutputTable, TensorTable
 from studio.ui.widgets.trust_dialog import TrustDialog
 from studio.ui.workers import TaskHandle, TaskRunner
+
+if TYPE_CHECKING:
+    from studio.ui.widgets.charts import OperatorChart
 
 
 class ModelPage(Page):
@@ -42,6 +45,8 @@ class ModelPage(Page):
     """The StudioError shown in the page."""
     open_requested = Signal()
     demo_requested = Signal()
+    next_step_requested = Signal(str)
+    """The title of the page the user goes on to with this model: "Optimize" or "Serve"."""
 
     EMPTY, LOADING, LOADED = range(3)
 
@@ -57,6 +62,18 @@ class ModelPage(Page):
         self.open_button = QPushButton("Open another…")
         self.open_button.clicked.connect(self.open_requested)
         self.add_header_button(self.open_button)
+        # The next step, offered where the user reads the model: most go on to Serve.
+        self.optimize_button = QPushButton("Optimize →")
+        self.optimize_button.setToolTip("Convert to ONNX and make it smaller or faster, each step "
+                                        "checked against the original")
+        self.optimize_button.clicked.connect(lambda: self.next_step_requested.emit("Optimize"))
+        self.serve_button = QPushButton("Serve →")
+        self.serve_button.setToolTip("Run it as a local HTTP service (converted to ONNX first "
+                                     "when needed)")
+        self.serve_button.setDefault(True)
+        self.serve_button.clicked.connect(lambda: self.next_step_requested.emit("Serve"))
+        self.add_header_button(self.optimize_button)
+        self.add_header_button(self.serve_button)
 
         self.states = QStackedWidget()
         self.drop_zone = DropZone()
@@ -90,6 +107,25 @@ class ModelPage(Page):
         layout.addStretch()
         return panel
 
+    @property
+    def operator_chart(self) -> OperatorChart:
+        """Made when first shown: the chart library costs start-up time the Inputs tab does not
+        need."""
+        if self._operator_chart is None:
+            from studio.ui.widgets.charts import OperatorChart
+
+            self._operator_chart = OperatorChart()
+            self._operators_layout.takeAt(1)  # the stretch that held the note at the top
+            self._operators_layout.addWidget(self._operator_chart, 1)
+            self._set_operator_counts(self._operator_counts)
+        return self._operator_chart
+
+    def _set_operator_counts(self, counts: dict[str, int]) -> None:
+        self._operator_counts = dict(counts)
+        if self._operator_chart is not None:
+            self._operator_chart.set_counts(self._operator_counts)
+            self._operator_chart.setVisible(bool(self._operator_counts))
+
     def _build_details(self) -> QTabWidget:
         self.tabs = QTabWidget()
         self.tensor_table = TensorTable()
@@ -116,14 +152,17 @@ class ModelPage(Page):
         self.metadata_tree.setColumnWidth(0, 220)
         self.tabs.addTab(self.metadata_tree, "Metadata")
 
-        self.operator_chart = OperatorChart()
         self.operators_note = QLabel()
         self.operators_note.setWordWrap(True)
         operators = QWidget()
-        operators_layout = QVBoxLayout(operators)
-        operators_layout.addWidget(self.operators_note)
-        operators_layout.addWidget(self.operator_chart, 1)
-        self.tabs.addTab(operators, "Operators")
+        self._operators_layout = QVBoxLayout(operators)
+        self._operators_layout.addWidget(self.operators_note)
+        self._operators_layout.addStretch(1)
+        self._operator_chart: OperatorChart | None = None
+        self._operator_counts: dict[str, int] = {}
+        self.operators_tab = self.tabs.addTab(operators, "Operators")
+        self.tabs.currentChanged.connect(
+            lambda index: index == self.operators_tab and self.operator_chart)
 
         self.rest_view = JsonView("POST /predict")
         self.batch_view = JsonView("POST /predict/batch")
@@ -230,14 +269,12 @@ class ModelPage(Page):
             self.operators_note.setText(
                 f"{meta.onnx.node_count} nodes of {len(meta.onnx.operators)} operator types, "
                 f"{meta.onnx.parameter_count:,} stored parameters.")
-            self.operator_chart.set_counts(meta.onnx.operators)
-            self.operator_chart.show()
+            self._set_operator_counts(meta.onnx.operators)
         else:
             self.operators_note.setText(
                 "Operators are shown for ONNX models. Convert this model to ONNX on the Optimize "
                 "page to see its graph.")
-            self.operator_chart.set_counts({})
-            self.operator_chart.hide()
+            self._set_operator_counts({})
         samples = schema.samples
         no_rest = "This model takes tensors only: use the v2 form below."
         self.rest_view.set_value(samples.rest if samples else None, no_rest)

@@ -3,15 +3,20 @@
 Every 500 ms a worker scrapes the server (studio/core/monitor/monitor.py does the I/O, with the
 API key a server may check) and computes what to draw (studio/core/monitor/view.py), both off the
 GUI thread, which only redraws: request rate by status, latency quantiles from the server's
-histograms, inference against total latency, batch size, in-flight, error rate, CPU and memory;
-and a drift table, one row per feature, most drifted first, colored by threshold. Selecting a
-feature shows its reference and live histograms and its PSI over time. A scrape that fails leaves
+histograms, inference against total latency, mean rows per batch, in-flight, error rate, CPU and
+memory; and a drift table, one row per feature, most drifted first, colored by threshold. Selecting
+a feature shows its reference and live histograms and its PSI over time. A scrape that fails leaves
 a gap in the charts and a status message, and the next one recovers.
+
+The headline says what each figure covers: the request rate "now" (the latest interval) beside the
+window's figures, named by their span ("over the last 5 min"), so a burst that ended is not read
+as current traffic. While the baseline is live traffic the page says, beside the drift table, that
+drift present from the start cannot be seen; "Reference data…" attaches a dataset to the running
+monitor, binned on the server's own bins.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -26,21 +31,36 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from studio.core.errors import StudioError
+from studio.core.model.datasets import DATASET_SUFFIXES
 from studio.core.monitor.drift import FeatureDrift, Thresholds
-from studio.core.monitor.monitor import DEFAULT_BASELINE_ROWS, Monitor
+from studio.core.monitor.monitor import (
+    DEFAULT_BASELINE_ROWS,
+    Monitor,
+    data_note,
+)
 from studio.core.monitor.reference import ReferenceProfile, read_profile
-from studio.core.monitor.view import FeatureView, MonitorView, build_view
+from studio.core.monitor.view import (
+    FeatureView,
+    MonitorView,
+    build_view,
+    drawable,
+    headline,
+)
 from studio.core.serve.runtimes.base import Deployment
 from studio.core.units import figure
 from studio.ui.pages.page import Page
+from studio.ui.settings import StudioSettings
 from studio.ui.widgets.charts import BinsChart, SeriesChart
 from studio.ui.widgets.page_parts import ServerFields
 from studio.ui.workers import TaskRunner
@@ -50,11 +70,7 @@ WINDOWS = (("1 min", 60.0), ("5 min", 300.0), ("15 min", 900.0), ("All", None))
 LEVEL_COLORS = {"alert": QColor(254, 202, 202), "warn": QColor(254, 240, 138),
                 "ok": QColor(220, 252, 231)}
 DRIFT_COLUMNS = ("Feature", "PSI", "JS", "KS", "χ² p", "Live n", "Level")
-
-
-def _line(values: list[float | None]) -> list[float]:
-    """Chart values with breaks: pyqtgraph draws NaN as a gap (connect='finite')."""
-    return [math.nan if v is None else v for v in values]
+DRIFT_TAB = "Drift"
 
 
 class MonitorPage(Page):
@@ -71,6 +87,8 @@ class MonitorPage(Page):
         self.drift_rows: list[FeatureDrift] = []
         self.alerted: set[str] = set()
         self.reference_profile: ReferenceProfile | None = None
+        self.reference_data: Path | None = None
+        """A dataset to compare with, read against the watched server's bins once it answers."""
 
         self.alert_banner = QLabel()
         self.alert_banner.setObjectName("alertBanner")
@@ -88,12 +106,19 @@ class MonitorPage(Page):
         self.watch_button.setDefault(True)
         self.watch_button.clicked.connect(self.toggle)
         self.reference_button = QPushButton("Reference profile…")
+        self.reference_button.setToolTip("A reference profile (JSON), as a served model answers "
+                                         "at GET /reference")
         self.reference_button.clicked.connect(self.choose_reference)
+        self.data_button = QPushButton("Attach reference data…")
+        self.data_button.setToolTip("The rows the model was trained on (CSV, Parquet, .npy), "
+                                    "binned on the served model's own bins")
+        self.data_button.clicked.connect(self.choose_reference_data)
         top = QHBoxLayout()
         top.addWidget(self.server, 4)
         top.addWidget(QLabel("Window"))
         top.addWidget(self.window_choice)
         top.addWidget(self.reference_button)
+        top.addWidget(self.data_button)
         top.addWidget(self.watch_button)
 
         self.status = QLabel("Not watching. Watch reads the server's /metrics twice a second.")
@@ -104,7 +129,7 @@ class MonitorPage(Page):
             "requests": SeriesChart("Requests by status", "req/s"),
             "latency": SeriesChart("Latency", "ms"),
             "inference": SeriesChart("Inference vs total (p50)", "ms"),
-            "batch": SeriesChart("Batch size (p50)", "rows"),
+            "batch": SeriesChart("Batch size (mean)", "rows per batch"),
             "inflight": SeriesChart("In flight", "requests"),
             "errors": SeriesChart("Error rate (5xx)", "share"),
             "cpu": SeriesChart("CPU", "cores"),
@@ -140,12 +165,22 @@ class MonitorPage(Page):
         thresholds.addStretch(1)
         self.baseline_note = QLabel()
         self.baseline_note.setWordWrap(True)
+        self.baseline_caveat = QLabel()
+        """What the baseline cannot show: drift present from the start, with a live baseline."""
+        self.baseline_caveat.setObjectName("baselineCaveat")
+        self.baseline_caveat.setWordWrap(True)
+        self.baseline_caveat.setStyleSheet("background:#fef3c7; color:#78350f; padding:4px; "
+                                           "border-radius:4px")
+        self.baseline_caveat.hide()
         self.drift_table = QTableWidget(0, len(DRIFT_COLUMNS))
         self.drift_table.setHorizontalHeaderLabels(DRIFT_COLUMNS)
         header = self.drift_table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # measuring cells is slow
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.setDefaultSectionSize(64)
+        header.setDefaultSectionSize(56)
+        # The level column holds the longest words ("not in reference"): sized to them once.
+        header.resizeSection(len(DRIFT_COLUMNS) - 1, self.fontMetrics().horizontalAdvance(
+            "not in reference") + 16)
         self.drift_table.verticalHeader().hide()
         self.drift_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.drift_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -170,16 +205,23 @@ class MonitorPage(Page):
         drift = QSplitter(Qt.Orientation.Horizontal)
         drift.addWidget(drift_left)
         drift.addWidget(drift_right)
-        drift.setSizes([520, 560])
-        split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(chart_grid)
-        split.addWidget(drift)
-        split.setSizes([340, 360])
+        drift.setSizes([700, 380])  # the table's names and figures before the histograms
+        # Traffic and drift each get the whole height in a tab of their own: sharing a 700-pixel
+        # screen, eight charts and the drift table each had too little to be read. The alert
+        # banner and the baseline caveat stay above both.
+        self.views = QTabWidget()
+        self.views.addTab(chart_grid, "Traffic")
+        self.views.addTab(drift, DRIFT_TAB)
+        # Their preferred size (ten plots at pyqtgraph's default) must not make the page taller
+        # than the window and set it scrolling; their minimum stays what it was.
+        self.views.setMinimumHeight(self.views.minimumSizeHint().height())
+        self.views.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Ignored)
 
         self.body.addWidget(self.alert_banner)
         self.body.addLayout(top)
         self.body.addWidget(self.status)
-        self.body.addWidget(split, 1)
+        self.body.addWidget(self.baseline_caveat)
+        self.body.addWidget(self.views, 1)
 
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
@@ -206,10 +248,56 @@ class MonitorPage(Page):
         if profile is None:
             return
         self.reference_profile = profile
+        self.reference_data = None  # the latest choice is the reference
         self.error_banner.hide()
         if self.watching:
             self.stop()
             self.start()
+
+    def choose_reference_data(self) -> None:
+        patterns = " ".join(f"*{suffix}" for suffix in DATASET_SUFFIXES)
+        path, _ = QFileDialog.getOpenFileName(self, "Reference data", "",
+                                              f"Datasets ({patterns})")
+        if path:
+            self.load_reference_data(path)
+
+    def load_reference_data(self, path: str | Path) -> None:
+        """Compare with the rows of a dataset from now on, keeping what was watched so far; read
+        (off the GUI thread) against the watched server's schema and bins."""
+        self.reference_data = Path(path)
+        self.reference_profile = None  # the latest choice is the reference
+        self.error_banner.hide()
+        if self.watching:
+            self._read_reference_data(self.monitor)
+        else:
+            self.baseline_note.setText(f"{self.reference_data.name} becomes the reference when "
+                                       "watching starts.")
+
+    def _read_reference_data(self, monitor: Monitor) -> None:
+        path = self.reference_data
+        self.data_button.setEnabled(False)
+        self.baseline_note.setText(f"Reading {path.name} onto the server's bins…")
+
+        def read(progress) -> ReferenceProfile:
+            return monitor.reference_from_data(path)
+
+        def done(profile: ReferenceProfile) -> None:
+            if monitor is self.monitor and path == self.reference_data:
+                monitor.use_reference(profile, data_note(path, profile))
+
+        def failed(error: StudioError) -> None:
+            if monitor is self.monitor and path == self.reference_data:
+                self.reference_data = None
+                self.error_banner.show_error(error)
+
+        self.runner.submit(read, name="Read reference data", on_result=done, on_error=failed,
+                           on_finish=lambda: self.data_button.setEnabled(True))
+
+    def apply_settings(self, settings: StudioSettings) -> None:
+        """The drift thresholds (the fields stay editable for this page) and how often to scrape."""
+        self.warn.setValue(settings.psi_warn)
+        self.alert.setValue(settings.psi_alert)
+        self.timer.setInterval(round(settings.scrape_interval_s * 1000))
 
     @property
     def watching(self) -> bool:
@@ -243,6 +331,8 @@ class MonitorPage(Page):
         self.status.setText(f"Watching {self.monitor.metrics_url}…")
         self.timer.start()
         self._tick()
+        if self.reference_data is not None:
+            self._read_reference_data(self.monitor)
 
     def stop(self) -> None:
         self.timer.stop()
@@ -275,7 +365,7 @@ class MonitorPage(Page):
             monitor.apply(poll)
             return build_view(monitor, window, feature)
 
-        self.runner.submit(scrape_and_compute, name="Scrape metrics",
+        self.runner.submit(scrape_and_compute, name="Scrape metrics", logged=False,  # twice a second
                            on_result=lambda view: self._computed(monitor, view),
                            on_finish=self._fetch_done)
 
@@ -299,22 +389,19 @@ class MonitorPage(Page):
         for key, lines in view.charts.items():
             chart = self.charts[key]
             for name, (times, values) in lines.items():
-                chart.set_series(name, times, _line(values))
+                chart.set_series(name, *drawable(times, values))
         self._draw_drift(view)
-        monitor, figures = self.monitor, view.figures
         if view.status:
-            self.status.setText(f"No answer from {monitor.metrics_url}: {view.status} "
+            self.status.setText(f"No answer from {self.monitor.metrics_url}: {view.status} "
                                 "(shown as a gap; retrying)")
         else:
             recognized = view.recognized
             self.status.setToolTip("Recognized metrics:\n" + "\n".join(
                 f"{name}: {meaning}" for name, meaning in sorted(recognized.items())))
-            self.status.setText(
-                f"{figures['request_rate']:,.1f} req/s, p50 {figures['p50_ms']:.2f} ms, p99 "
-                f"{figures['p99_ms']:.2f} ms, {figures['error_ratio']:.1%} errors, "
-                f"{figures['inflight']:.0f} in flight · recognized {len(recognized)} metric "
-                "families" + ("" if any(n.startswith("slipway_") for n in recognized)
-                              else " (not a Slipway server: drift and model charts stay empty)"))
+            slipway = any(name.startswith("slipway_") for name in recognized)
+            self.status.setText(headline(view) + f" · recognized {len(recognized)} metric "
+                                "families" + ("" if slipway else " (not a Slipway server: drift "
+                                                                 "and model charts stay empty)"))
         self.refreshed.emit()
 
     def _draw_drift(self, view: MonitorView) -> None:
@@ -322,13 +409,24 @@ class MonitorPage(Page):
             self.drift_rows = []
             self.drift_table.setRowCount(0)
             self.baseline_note.setText(view.drift_error.message)
+            self.baseline_caveat.hide()
+            self.views.setTabText(1, DRIFT_TAB)
             if self.error_banner.isHidden():
                 self.error_banner.show_error(view.drift_error)
             return
         picture = view.drift
         self.drift_rows = picture.rows
-        self.baseline_note.setText(picture.waiting or f"Compared with {picture.baseline} over "
-                                   f"the {self.window_choice.currentText().lower()} window.")
+        if picture.waiting:
+            note = picture.waiting
+        elif picture.caveat is not None:  # a live baseline: the live side is what followed it
+            none_yet = not any(row.live_count for row in picture.rows)
+            note = (f"Compared with {picture.baseline}: the requests after them {view.span}"
+                    + (" (none yet)." if none_yet else "."))
+        else:
+            note = f"Compared with {picture.baseline} {view.span}."
+        self.baseline_note.setText(note)
+        self.baseline_caveat.setText(picture.caveat or "")
+        self.baseline_caveat.setVisible(picture.caveat is not None)
         table = self.drift_table
         table.blockSignals(True)
         table.setUpdatesEnabled(False)  # one repaint for the whole table, not one per cell
@@ -348,12 +446,17 @@ class MonitorPage(Page):
                                               | Qt.AlignmentFlag.AlignVCenter)
                     table.setItem(row, column, item)
                 item.setText(text)
+                if not column:  # a long name is cut to the column: the whole of it on hover
+                    item.setToolTip(text)
                 item.setBackground(brush)
             if drift.feature == shown:
                 table.selectRow(row)
         table.setUpdatesEnabled(True)
         table.blockSignals(False)
         alerts = [d for d in picture.rows if d.level == "alert"]
+        plural = "s" if len(alerts) > 1 else ""
+        self.views.setTabText(1, f"{DRIFT_TAB} · {len(alerts)} alert{plural}" if alerts
+                              else DRIFT_TAB)
         if alerts:
             names = ", ".join(f"{d.feature} (PSI {d.psi:.2f})" for d in alerts[:4])
             self.alert_banner.setText(
@@ -380,4 +483,3 @@ class MonitorPage(Page):
             return
         self.drift_chart.set_series(feature.name, feature.psi_times, feature.psi)
         self.bins_chart.set_bins(feature.labels, feature.reference, feature.live)
-

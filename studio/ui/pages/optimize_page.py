@@ -15,14 +15,12 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFontDatabase
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QMessageBox,
@@ -42,29 +40,44 @@ from studio.core.files import copy_file
 from studio.core.model.artifact import ModelArtifact
 from studio.core.optimize import convert as convert_module
 from studio.core.optimize import optimize as optimize_module
-from studio.core.optimize.optimize import DEFAULT_TOLERANCES, DESCRIPTIONS, Optimization
+from studio.core.optimize.optimize import (
+    DEFAULT_TOLERANCES,
+    DESCRIPTIONS,
+    Optimization,
+    may_help,
+)
 from studio.core.optimize.parity import ParityReport, Tolerance
 from studio.core.optimize.report import conversion_lines, optimization_lines
+from studio.core.serve.places import version_work_dir
 from studio.core.units import human_size
-from studio.core.workspace import new_work_dir
 from studio.ui.pages.page import NO_MODEL, Page
-from studio.ui.widgets.page_parts import with_browse_button
+from studio.ui.widgets.page_parts import rows_table, with_browse_button
 from studio.ui.workers import TaskHandle, TaskRunner
 
 PASS_COLOR = QColor(214, 240, 221)
 FAIL_COLOR = QColor(250, 218, 218)
 SKIP_COLOR = QColor(236, 238, 241)
-COLUMNS = ["Step", "Result", "Size", "vs source", "1 row (ms)", "Batch (ms)", "Max |diff|",
+SHORT_NAMES = {
+    Optimization.GRAPH: "Graph optimization",
+    Optimization.INT8: "Dynamic int8 weights",
+    Optimization.INT8_STATIC: "Static int8, calibrated",
+    Optimization.FP16: "float16",
+}
+"""Checkbox labels that fit a 1024-pixel window; the full description is their tooltip."""
+COLUMNS = ["Step", "Result", "Size", "vs source", "1 row (ms) before → after",
+           "Batch (ms) before → after", "Max |diff|",
            "Labels kept", "File"]
 
 
 @dataclass
 class StepResult:
-    """One finished step: the report, the artifact it made (None when not applicable)."""
+    """One finished step: the report, the artifact it made (None when not applicable), and the
+    model it was made from."""
 
     step: str
     artifact: ModelArtifact | None
     report: Any
+    source: ModelArtifact | None = None
 
     @property
     def parity(self) -> ParityReport | None:
@@ -133,13 +146,12 @@ class OptimizePage(Page):
         self.optimization_boxes: dict[Optimization, QCheckBox] = {}
         column = QVBoxLayout(optimizations)
         for optimization in Optimization:
-            box = QCheckBox(DESCRIPTIONS[optimization])
+            box = QCheckBox(SHORT_NAMES[optimization])
             tol = DEFAULT_TOLERANCES[optimization]
-            box.setToolTip(f"Default tolerance: atol {tol.atol:g}, rtol {tol.rtol:g}, "
-                           f"labels kept ≥ {tol.min_label_agreement:.0%}")
+            box.setToolTip(f"{DESCRIPTIONS[optimization]}.\nDefault tolerance: atol {tol.atol:g}, "
+                           f"rtol {tol.rtol:g}, labels kept ≥ {tol.min_label_agreement:.0%}")
             self.optimization_boxes[optimization] = box
             column.addWidget(box)
-        self.optimization_boxes[Optimization.INT8].setChecked(True)
 
         parity = QGroupBox("Parity check")
         self.reference = QLineEdit()
@@ -189,15 +201,7 @@ class OptimizePage(Page):
         return row
 
     def _build_table(self) -> QTableWidget:
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
+        self.table = rows_table(COLUMNS)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         return self.table
 
@@ -217,8 +221,13 @@ class OptimizePage(Page):
 
     def set_source(self, artifact: ModelArtifact | None) -> None:
         """The model to start from: the current model of the studio."""
+        new_model = artifact is not self.source
         super().set_source(artifact)
         busy = self.task is not None and not self.task.done
+        if artifact is not None and new_model:
+            # int8 is offered ticked only where it can change something (see may_help).
+            self.optimization_boxes[Optimization.INT8].setChecked(
+                may_help(artifact, Optimization.INT8))
         if artifact is None:
             self.subtitle.setText(NO_MODEL)
         else:
@@ -265,7 +274,7 @@ class OptimizePage(Page):
             return
         self._total = len(self._queue)
         self._onnx_source = self.source if self.source.schema.metadata.onnx else None
-        self._work_dir = new_work_dir(self.source.name)
+        self._work_dir = version_work_dir(self.source)  # where Serve finds the conversion
         self._next_step()
 
     def _next_step(self) -> None:
@@ -302,7 +311,9 @@ class OptimizePage(Page):
         self.progress_label.setText(message)
 
     def _step_done(self, step: str, outcome) -> None:
-        result = StepResult(step=step, artifact=outcome.artifact, report=outcome.report)
+        source = self.source if step == "convert" else self._onnx_source
+        result = StepResult(step=step, artifact=outcome.artifact, report=outcome.report,
+                            source=source)
         if step == "convert":
             self._onnx_source = outcome.artifact
         self.results.append(result)
@@ -326,6 +337,7 @@ class OptimizePage(Page):
             self.progress.setValue(100)
         self.task = None
         self.set_source(self.source)
+        self._select_saveable()
         self.run_finished.emit()
 
     # --- results -------------------------------------------------------------------------------
@@ -337,7 +349,7 @@ class OptimizePage(Page):
         size = report.file_size if result.step == "convert" else report.size_after
         source_size = (self.source.schema.metadata.file_size if result.step == "convert"
                        else report.size_before)
-        latency = getattr(report, "latency_after", None)
+        before, after = report.latency_before, report.latency_after
         parity = result.parity
         numbers = [o.max_abs_diff for o in parity.outputs if o.max_abs_diff is not None] if parity else []
         agreement = parity.label_agreement if parity else None
@@ -346,8 +358,9 @@ class OptimizePage(Page):
             result.verdict,
             human_size(size) if size else "-",
             f"{size / source_size:.0%}" if size and source_size else "-",
-            f"{latency.single_row_ms:.4f}" if latency else "-",
-            f"{latency.batch_ms:.3f} ({latency.batch_rows} rows)" if latency else "-",
+            f"{before.single_row_ms:.4f} → {after.single_row_ms:.4f}" if before and after else "-",
+            f"{before.batch_ms:.3f} → {after.batch_ms:.3f} ({after.batch_rows} rows)"
+            if before and after else "-",
             f"{max(numbers):.2e}" if numbers else "-",
             f"{agreement:.2%}" if agreement is not None else "-",
             str(result.artifact.model_file) if result.artifact else report.note,
@@ -359,6 +372,14 @@ class OptimizePage(Page):
             item.setBackground(QBrush(color))
             self.table.setItem(row, column, item)
         self.table.selectRow(row)
+
+    def _select_saveable(self) -> None:
+        """After a run, the row Save and "Use in later stages" act on: the last model made that
+        passed its parity check, else the last one made at all."""
+        made = [i for i, r in enumerate(self.results) if r.artifact is not None]
+        passed = [i for i in made if self.results[i].verdict == "pass"]
+        if passed or made:
+            self.table.selectRow((passed or made)[-1])
 
     def selected_result(self) -> StepResult | None:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []

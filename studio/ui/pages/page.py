@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from studio.core.errors import StudioError
 from studio.core.model.artifact import ModelArtifact
+from studio.ui.settings import StudioSettings
 from studio.ui.widgets.error_banner import ErrorBanner
 from studio.ui.workers import TaskRunner
 
@@ -66,6 +67,10 @@ class Page(QWidget):
     def set_source(self, artifact: ModelArtifact | None) -> None:
         """The model every stage works with now (None before one is opened)."""
         self.source = artifact
+
+    def apply_settings(self, settings: StudioSettings) -> None:
+        """The user's preferences, at start and whenever they change; pages that use some
+        (the default runtime, drift thresholds, load presets...) take them here."""
 
     def checked(self, make: Callable[[], T]) -> T | None:
         """What `make()` returns; or None, with its StudioError shown in the banner. For what a

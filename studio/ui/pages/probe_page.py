@@ -9,6 +9,7 @@ server may check.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,9 @@ from studio.ui.widgets.page_parts import ServerFields
 from studio.ui.workers import TaskRunner
 
 GET_ROUTES = ("/health", "/ready", "/metrics", "/v2", "/v2/models/{name}")
+NAMES_SHOWN = 5
+QUOTED_LIST = re.compile(r"'[^']*'(?:, '[^']*')+")
+TAKES_LIST = re.compile(r"\(the model takes: ([^()]*)\)")
 POST_ROUTES = ("/predict", "/predict/batch", "/v2/models/{name}/infer")
 
 
@@ -54,6 +58,24 @@ class SentRequest:
     def title(self) -> str:
         outcome = f"{self.status} in {self.latency_ms:.1f} ms" if self.status else "no answer"
         return f"{self.at}  {self.method} {self.route}  → {outcome}"
+
+
+def compact_reason(message: str, shown: int = NAMES_SHOWN) -> str:
+    """A server's reason with its long lists of feature names cut to the first few and a count
+    (a model of 300 features would otherwise fill the page with names)."""
+    def quoted(match: re.Match) -> str:
+        names = match.group(0).split(", ")
+        if len(names) <= shown:
+            return match.group(0)
+        return ", ".join(names[:shown]) + f" and {len(names) - shown} more"
+
+    def takes(match: re.Match) -> str:
+        names = match.group(1).split(", ")
+        if len(names) <= shown:
+            return match.group(0)
+        return f"(the model takes {len(names)} features: {', '.join(names[:shown])}, …)"
+
+    return TAKES_LIST.sub(takes, QUOTED_LIST.sub(quoted, message))
 
 
 def _fixed_font(widget: QPlainTextEdit) -> QPlainTextEdit:
@@ -89,6 +111,11 @@ class ProbePage(Page):
         self.editor.setPlaceholderText("Request body (JSON); GET routes need none.")
         self.status = QLabel("No request sent yet.")
         self.status.setObjectName("sectionTitle")
+        self.reason = QLabel()
+        self.reason.setObjectName("probeReason")
+        self.reason.setWordWrap(True)
+        self.reason.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.reason.hide()
         self.response = _fixed_font(QPlainTextEdit())
         self.response.setReadOnly(True)
         self.history_list = QListWidget()
@@ -98,8 +125,12 @@ class ProbePage(Page):
         answer = QWidget()
         answer_layout = QVBoxLayout(answer)
         answer_layout.setContentsMargins(0, 0, 0, 0)
+        # An error belongs with the answer it replaces: above the page it would push the request
+        # row and the editor down under the user's pointer.
+        answer_layout.addWidget(self.error_banner)
         answer_layout.addWidget(self.status)
-        answer_layout.addWidget(self.response)
+        answer_layout.addWidget(self.reason)
+        answer_layout.addWidget(self.response, 1)
         body = QSplitter(Qt.Orientation.Horizontal)
         body.addWidget(self.editor)
         body.addWidget(answer)
@@ -160,15 +191,22 @@ class ProbePage(Page):
                               f"{exc.lineno}, column {exc.colno}.",
                               "Fix the body and send again; nothing was sent.") from exc
 
+    def _clear_answer(self, status: str) -> None:
+        self.status.setText(status)
+        self.reason.clear()
+        self.reason.hide()
+        self.response.clear()
+
     def send(self) -> None:
         request = self.checked(self._request)
-        if request is None:
+        if request is None:  # the previous answer must not read as this request's
+            self._clear_answer("Nothing was sent.")
             return
         url, method, route, body = request
         api_key = self.server.key()
         self.error_banner.hide()
         self.send_button.setEnabled(False)
-        self.status.setText(f"Sending {method} {route}…")
+        self._clear_answer(f"Sending {method} {route}…")
 
         def call(progress) -> Reply:
             with ModelClient(url, api_key=api_key, timeout=30) as client:
@@ -188,6 +226,11 @@ class ProbePage(Page):
         self.send_button.setEnabled(True)  # ready for the next request before `answered` is heard
         verdict = "OK" if reply.ok else ("client error" if reply.status < 500 else "server error")
         self.status.setText(f"HTTP {reply.status} {verdict} in {reply.latency_ms:.1f} ms")
+        reason = reply.body.get("error") if reply.is_json and isinstance(reply.body, dict) else None
+        if not reply.ok and isinstance(reason, str):
+            self.reason.setText(compact_reason(reason))
+            self.reason.setToolTip(reason)
+            self.reason.show()
         self.response.setPlainText(pretty_json(reply.body) if reply.is_json else reply.body)
         self._remember(SentRequest(url, method, route, body, reply.status, reply.latency_ms,
                                    time.strftime("%H:%M:%S")))
@@ -195,8 +238,7 @@ class ProbePage(Page):
 
     def _failed(self, url: str, method: str, route: str, body: Any, error: StudioError) -> None:
         self.send_button.setEnabled(True)
-        self.status.setText("No answer")
-        self.response.clear()
+        self._clear_answer("No answer")
         self.error_banner.show_error(error)
         self._remember(SentRequest(url, method, route, body, None, None, time.strftime("%H:%M:%S")))
 

@@ -31,15 +31,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.errors import StudioError
+from studio.core.errors import StudioError, TrustRequired
 from studio.core.model.artifact import ModelArtifact
+from studio.core.model.artifact import load as load_model
+from studio.core.monitor.reference_choice import (
+    NO_DATA_CAVEAT,
+    remember_reference,
+    remembered_reference,
+)
 from studio.core.serve.bundle import DEFAULT_BASE_IMAGE, ImageOptions, ServingOptions, served_name
 from studio.core.serve.deploy import DeployOptions, deploy
 from studio.core.serve.runtimes.base import Deployment, DeploymentState
 from studio.core.serve.runtimes.docker import EngineStatus
 from studio.core.tasks import Progress
 from studio.ui.pages.page import NO_MODEL, Page
+from studio.ui.settings import StudioSettings
 from studio.ui.widgets.page_parts import with_browse_button
+from studio.ui.widgets.trust_dialog import TrustDialog
 from studio.ui.workers import TaskHandle, TaskRunner
 
 MAX_LOG_LINES = 20_000
@@ -72,6 +80,9 @@ class ServePage(Page):
     """A DeploymentState value: building, starting, ready, failed, stopped."""
     deployment_ready = Signal(object)
     deployment_stopped = Signal()
+    model_loaded = Signal(object)
+    """A ModelArtifact this page loaded to serve it (a file dropped on it): the studio's current
+    model from then on."""
 
     def __init__(self, runner: TaskRunner, parent: QWidget | None = None):
         super().__init__(runner, "Serve", subtitle=NO_MODEL, parent=parent)
@@ -80,6 +91,7 @@ class ServePage(Page):
         self._follow: TaskHandle | None = None
         self.state = DeploymentState.STOPPED
         self.engine: EngineStatus | None = None
+        self.trust_dialog: TrustDialog | None = None
 
         layout = self.body
         layout.addWidget(self._build_form())
@@ -107,9 +119,16 @@ class ServePage(Page):
         self.tag = QLineEdit()
         self.tag.setPlaceholderText("slipway/NAME:1")
         self.base_image = QLineEdit(DEFAULT_BASE_IMAGE)
+        self._default_base_image = DEFAULT_BASE_IMAGE
+        self.model_version = "1"
+        """The registry's version number of the model shown, once it is recorded: the server's
+        metrics carry it, so two versions' figures never mix."""
+        self.wheelhouse_cache: Path | None = None
         self.port = QSpinBox()
         self.port.setRange(0, 65535)
-        self.port.setSpecialValueText("a free port")
+        self.port.setSpecialValueText("its last one, or a free one")
+        self.port.setToolTip("Empty: the port this model was served on last time when it is "
+                             "free, so its URL stays the same; else any free port.")
         self.cpus = QDoubleSpinBox()
         self.cpus.setRange(0, 64)
         self.cpus.setSingleStep(0.5)
@@ -119,7 +138,7 @@ class ServePage(Page):
         self.batching = QCheckBox("Micro-batch concurrent requests")
         self.batching.setChecked(True)
         self.api_key_env = QLineEdit()
-        self.api_key_env.setPlaceholderText("none: anyone on this machine may call it")
+        self.api_key_env.setPlaceholderText("none: open to this machine")
         self.api_key_env.setToolTip(
             "The name of an environment variable of the studio that holds the key, e.g. "
             "SLIPWAY_KEY. The server then answers only requests that carry it; the key reaches "
@@ -131,13 +150,22 @@ class ServePage(Page):
         self.reference = QLineEdit()
         self.reference.setPlaceholderText("optional: CSV, Parquet or .npy the model was trained on")
         self.reference.setToolTip("Drift on the Monitor page is measured against this data. "
-                                  "Without it, the first live requests are the baseline.")
+                                  "Without it, the first live requests are the baseline. "
+                                  "Remembered for this model.")
+        self.reference_caveat = QLabel(NO_DATA_CAVEAT + " Give the rows the model was trained "
+                                       "on; the choice is remembered for this model.")
+        self.reference_caveat.setObjectName("referenceCaveat")
+        self.reference_caveat.setWordWrap(True)
+        self.reference_caveat.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.reference.textChanged.connect(
+            lambda text: self.reference_caveat.setHidden(bool(text.strip())))
         left = QFormLayout()
         left.addRow("Runtime", self.runtime)
         left.addRow("", self.runtime_reason)
         left.addRow("Image tag", self.tag)
         left.addRow("Base image", self.base_image)
         left.addRow("Reference data", with_browse_button(self.reference))
+        left.addRow("", self.reference_caveat)
         right = QFormLayout()
         right.addRow("Port on 127.0.0.1", self.port)
         right.addRow("CPUs", self.cpus)
@@ -148,6 +176,9 @@ class ServePage(Page):
         row = QHBoxLayout(box)
         row.addLayout(left, 3)
         row.addLayout(right, 2)
+        # What only a container has: hidden while the model would run as a local process.
+        self._docker_rows = [(left, self.tag), (left, self.base_image), (right, self.cpus),
+                             (right, self.memory)]
         return box
 
     def _build_status_row(self) -> QHBoxLayout:
@@ -178,7 +209,11 @@ class ServePage(Page):
     # --- state ---------------------------------------------------------------------------------
 
     def set_source(self, artifact: ModelArtifact | None) -> None:
+        previous = self.source
         super().set_source(artifact)
+        if artifact is not previous:
+            self.model_version = "1"  # until the registry says which version it is
+        self._show_remembered_reference(previous, artifact)
         if artifact is None:
             self.subtitle.setText(NO_MODEL)
         else:
@@ -188,6 +223,28 @@ class ServePage(Page):
                 f"Model: {artifact.name} ({artifact.format})" + ("" if onnx else
                 " — converted to ONNX and checked for parity before it is served"))
         self._refresh()
+
+    def _show_remembered_reference(self, previous: ModelArtifact | None,
+                                   artifact: ModelArtifact | None) -> None:
+        """The reference data chosen for this model when it was last served; with no choice
+        kept, the field stays as it is for a model of the same features (the optimized copy of
+        the one before), and is emptied for another model."""
+        remembered = remembered_reference(artifact.path) if artifact is not None else None
+        if remembered is not None and not remembered.missing:
+            self.reference.setText(str(remembered.data or ""))
+        elif artifact is None or previous is None or \
+                [f.name for f in previous.schema.features] != \
+                [f.name for f in artifact.schema.features]:
+            self.reference.clear()
+
+    def apply_settings(self, settings: StudioSettings) -> None:
+        """The default runtime and base image (a base image typed here stays), and where the
+        image's wheels are cached."""
+        self.runtime.setCurrentIndex(max(0, self.runtime.findData(settings.default_runtime)))
+        if self.base_image.text().strip() in ("", self._default_base_image):
+            self.base_image.setText(settings.base_image)
+        self._default_base_image = settings.base_image
+        self.wheelhouse_cache = Path(settings.wheelhouse_dir) if settings.wheelhouse_dir else None
 
     def set_engine(self, status: EngineStatus) -> None:
         """The latest Docker engine check, to explain which runtime Build & Run will use."""
@@ -209,6 +266,10 @@ class ServePage(Page):
         else:
             text = f"Local process: {status.reason}, so the model runs as a local process."
         self.runtime_reason.setText(text)
+        in_container = preference == "docker" or (
+            preference == "auto" and (status is None or status.available))
+        for form, widget in self._docker_rows:
+            form.setRowVisible(widget, in_container)
 
     def _refresh(self) -> None:
         busy = self.state in (DeploymentState.BUILDING, DeploymentState.STARTING)
@@ -244,13 +305,15 @@ class ServePage(Page):
             port=self.port.value() or None,
             cpus=self.cpus.value() or None,
             memory=self.memory.text().strip() or None,
-            serving=ServingOptions(batching=self.batching.isChecked(),
+            serving=ServingOptions(version=self.model_version,
+                                   batching=self.batching.isChecked(),
                                    reference_data=Path(self.reference.text().strip())
                                    if self.reference.text().strip() else None,
                                    api_key_env=self.api_key_env.text().strip() or None,
                                    protect_metrics=self.protect_metrics.isChecked()
                                    and bool(self.api_key_env.text().strip())),
-            image=ImageOptions(base_image=self.base_image.text().strip() or DEFAULT_BASE_IMAGE),
+            image=ImageOptions(base_image=self.base_image.text().strip() or self._default_base_image,
+                               wheelhouse_cache=self.wheelhouse_cache),
         )
 
     # --- actions -------------------------------------------------------------------------------
@@ -264,11 +327,53 @@ class ServePage(Page):
         self.url_label.clear()
         self.logs.setCurrentWidget(self.build_log)
         self._set_state(DeploymentState.BUILDING)
+        options = self.options()
+        chosen = (self.source.path, options.serving.reference_data)
         self.task = self.runner.submit(
-            deploy, self.source, self.options(), name=f"Serving {self.source.name}",
-            on_partial=self.build_log.append_line, on_result=self._ready,
+            deploy, self.source, options, name=f"Serving {self.source.name}",
+            on_partial=self.build_log.append_line,
+            on_result=lambda deployment: self._ready(deployment, chosen),
             on_error=self._failed, on_progress=self._progress,
             on_cancel=lambda: self._set_state(DeploymentState.STOPPED))
+
+    def serve_path(self, path: str | Path, trust: bool = False) -> None:
+        """Drop to serve: load the file (asking first when loading it runs code), then Build & Run
+        it with the options on the page; the same progress, errors and Stop as step by step."""
+        path = Path(path)
+        if self.state in (DeploymentState.BUILDING, DeploymentState.STARTING) or \
+                self.deployment is not None:
+            self.error_banner.show_error(StudioError(
+                f"'{path.name}' was not served: a model is already running or starting here.",
+                "Stop it first, then drop the file again."))
+            return
+        self.error_banner.hide()
+        self.build_log.clear()
+        self.server_log.clear()
+        self.logs.setCurrentWidget(self.build_log)
+        self._set_state(DeploymentState.BUILDING, f"loading {path.name}")
+        self.task = self.runner.submit(
+            load_model, path, trust=trust, name=f"Loading {path.name} to serve it",
+            on_result=self._loaded_to_serve, on_error=lambda error: self._load_failed(path, error),
+            on_progress=self._progress, on_cancel=lambda: self._set_state(DeploymentState.STOPPED))
+
+    def _loaded_to_serve(self, artifact: ModelArtifact) -> None:
+        self.task = None
+        self.set_source(artifact)
+        self.model_loaded.emit(artifact)
+        self.build_and_run()
+
+    def _load_failed(self, path: Path, error: StudioError) -> None:
+        if not isinstance(error, TrustRequired):
+            self._failed(error)
+            return
+        self.task = None
+        self._set_state(DeploymentState.STOPPED, f"waiting: may {path.name} run its code?")
+        self.trust_dialog = TrustDialog(error, self)
+        self.trust_dialog.accepted.connect(lambda: self.serve_path(path, trust=True))
+        self.trust_dialog.rejected.connect(lambda: self._failed(StudioError(
+            f"'{path.name}' was not served: it runs code when loaded and was not trusted.",
+            "Drop it again and choose Trust and load if you know where it came from.")))
+        self.trust_dialog.open()
 
     def _progress(self, _fraction: float | None, message: str) -> None:
         if message.startswith("Starting"):
@@ -277,9 +382,15 @@ class ServePage(Page):
             self.status.setText(f"building: {message}")
             self.status.setToolTip(message)
 
-    def _ready(self, deployment: Deployment) -> None:
+    def _ready(self, deployment: Deployment, chosen: tuple[Path, Path | None]) -> None:
+        """`chosen`: the model served and its reference data (None: without), remembered so the
+        next serve of the model brings the same."""
         self.deployment = deployment
         self.task = None
+        try:
+            remember_reference(*chosen)
+        except StudioError as error:  # served all the same: only the next serve asks again
+            self.error_banner.show_error(error)
         self._set_state(DeploymentState.READY, f"{deployment.runtime} runtime")
         self.url_label.setText(f'<a href="{deployment.url}/docs">{deployment.url}</a>'
                                f' &nbsp;(<a href="{deployment.url}/docs">API docs</a>)')

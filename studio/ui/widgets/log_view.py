@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QSize, Signal
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
 MAX_LINES = 5000
+SHOWN_LINES = 7
+"""How tall the Log opens: a few lines, leaving the page above it its room."""
 
 
 class QtLogHandler(QObject, logging.Handler):
@@ -38,6 +40,10 @@ class LogView(QPlainTextEdit):
         self.setPlaceholderText("Log messages and error details appear here.")
         self.handler = QtLogHandler(self)
         self.handler.record_formatted.connect(self.appendPlainText)
+
+    def sizeHint(self) -> QSize:
+        return QSize(super().sizeHint().width(),
+                     self.fontMetrics().lineSpacing() * SHOWN_LINES + 2 * self.frameWidth() + 8)
 
     def attach(self, logger_name: str = "studio", level: int = logging.INFO) -> None:
         logger = logging.getLogger(logger_name)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 import pytest
-from served_models import DEMO_MODEL, Served, onnx_metadata, serve_in_process
+from served_models import DEMO_MODEL, WINE_REFERENCE, Served, onnx_metadata, serve_in_process
 
 from studio.core.model.artifact import load
 from studio.core.model.schema import ModelSchema
@@ -20,6 +20,22 @@ def wine_server() -> Iterator[Served]:
 
     artifact = load(DEMO_MODEL)
     deployment = deploy(artifact, DeployOptions(runtime="process"))
+    try:
+        yield Served(deployment.url, artifact.schema)
+    finally:
+        deployment.stop()
+
+
+@pytest.fixture(scope="session")
+def wine_server_with_reference() -> Iterator[Served]:
+    """The demo model bundled with its reference data, as the Serve page bundles it when the user
+    gives a dataset: the server profiles its inputs on that data's bins (GET /reference)."""
+    from studio.core.serve.bundle import ServingOptions
+    from studio.core.serve.deploy import DeployOptions, deploy
+
+    artifact = load(DEMO_MODEL)
+    deployment = deploy(artifact, DeployOptions(
+        runtime="process", serving=ServingOptions(reference_data=WINE_REFERENCE)))
     try:
         yield Served(deployment.url, artifact.schema)
     finally:

@@ -3,8 +3,9 @@ event loop thread.
 
 `HttpServer` is a small HTTP/1.1 keep-alive server (httptools parses the requests) whose answers come
 from a handler coroutine, so a test decides what the server does: answer fast, stall, fail, never
-answer, close the connection, or send garbage. It counts what it received and what it answered, so a
-test can hold the load tester's report against the server's own account.
+answer, close the connection, or send garbage. It counts what it received and what it answered, and
+how long its event loop ever stood still (a busy machine pauses any server), so a test can hold the
+load tester's report against the server's own account.
 
 `AsgiServer` runs an ASGI app (the real Slipway server) under uvicorn in a thread.
 """
@@ -150,6 +151,8 @@ class HttpServer:
         """Connections closed instead of answering."""
         self.connections_made = 0
         self.connections: set[_Protocol] = set()
+        self.longest_pause_s = 0.0
+        """The longest its event loop stood still: the machine ran something else meanwhile."""
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -180,6 +183,7 @@ class HttpServer:
             loop.close()
             return
         self.port = server.sockets[0].getsockname()[1]
+        loop.create_task(self._watch_pauses())
         self._started.set()
         try:
             loop.run_forever()
@@ -193,6 +197,13 @@ class HttpServer:
                 task.cancel()
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
+
+    async def _watch_pauses(self) -> None:
+        tick = 0.005
+        while True:
+            due = time.perf_counter() + tick
+            await asyncio.sleep(tick)
+            self.longest_pause_s = max(self.longest_pause_s, time.perf_counter() - due)
 
     def stop(self) -> None:
         if self._loop is not None and self._thread is not None and self._thread.is_alive():

@@ -11,10 +11,22 @@ from served_models import DEMO_MODEL, WINE_REFERENCE
 
 from studio.core.errors import StudioError
 from studio.core.loadtest.engine import run
-from studio.core.loadtest.payloads import RANDOM_ROWS, PayloadError, fetch_schema, parse_drift
+from studio.core.loadtest.payloads import (
+    PROFILE_LABEL,
+    RANDOM_LABEL,
+    RANDOM_ROWS,
+    PayloadError,
+    fetch_reference,
+    fetch_schema,
+    parse_drift,
+)
 from studio.core.loadtest.plan import LoadPlan, LoadTestError
 from studio.core.loadtest.prepare import PayloadChoice, prepare
 from studio.core.model.artifact import load
+from studio.core.monitor.drift import Thresholds, compare_profile
+from studio.core.monitor.live_counts import live_counts
+from studio.core.monitor.reference import ReferenceProfile
+from studio.core.monitor.scrape import scrape
 from studio.core.serve.client import ServerUnreachable
 
 pytestmark = pytest.mark.timeout(120)
@@ -122,3 +134,51 @@ def test_prepare_carries_the_api_key_to_the_schema_and_to_every_request(monkeypa
         assert keyless.errors_by_kind == {"HTTP 401": 5}
     finally:
         deployment.stop()
+
+
+# --- the default bodies and drift ----------------------------------------------------------------
+
+def _psi_while_sending(plan: LoadPlan, reference: ReferenceProfile) -> dict[str, float]:
+    """Each feature's PSI over what the server counted while `plan` ran, as the Monitor computes
+    it: the server's own bins, from its /metrics before and after."""
+    before = scrape(f"{plan.url}/metrics")
+    report = run(plan)
+    after = scrape(f"{plan.url}/metrics")
+    assert report.errors == 0 and report.completed == plan.requests
+    counted = live_counts([before, after])
+    assert counted.rows == plan.requests
+    return {row.feature: row.psi for row in compare_profile(reference, counted.counts())}
+
+
+def test_a_default_load_test_against_a_server_with_a_reference_is_not_drift(
+        wine_server_with_reference):
+    """Rows like the server's reference data are the default: every feature stays below the warn
+    threshold. Random rows stay available, labelled as such, and they are what would look like
+    drift."""
+    url = wine_server_with_reference.url
+    reference = fetch_reference(url)
+    assert reference is not None and reference.source == "dataset"
+    plan = LoadPlan(url, connections=4, requests=1500, duration_s=None)
+    warn = Thresholds().psi_warn
+
+    default = prepare(plan, PayloadChoice())
+    assert default.payload_label == PROFILE_LABEL
+    assert PROFILE_LABEL in default.describe()
+    psi = _psi_while_sending(default, reference)
+    assert set(psi) == set(reference.features) and len(psi) == 13
+    assert max(psi.values()) < warn, psi
+
+    random = prepare(plan, PayloadChoice("random"))
+    assert random.payload_label == RANDOM_LABEL
+    psi = _psi_while_sending(random, reference)
+    assert max(psi.values()) >= warn, psi
+
+
+def test_without_reference_data_the_default_is_random_rows_and_says_so(wine_server):
+    """The demo model bundled without data has only provisional bins from its schema: nothing to
+    make rows like, so the default is random rows, labelled."""
+    assert fetch_reference(wine_server.url) is None
+    plan = prepare(LoadPlan(wine_server.url), PayloadChoice())
+    assert plan.payload_label == RANDOM_LABEL and len(plan.payloads) == RANDOM_ROWS
+    with pytest.raises(PayloadError, match="no reference data"):
+        prepare(LoadPlan(wine_server.url), PayloadChoice("profile"))

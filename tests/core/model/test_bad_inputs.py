@@ -156,8 +156,7 @@ def _peak_memory_of_loading(path) -> tuple[str, int]:
     import subprocess
     import sys
 
-    script = ("import resource, sys\n"
-              "from studio.core.errors import StudioError\n"
+    script = ("from studio.core.errors import StudioError\n"
               "from studio.core.model.artifact import load\n"
               "try:\n"
               f"    load({str(path)!r})\n"
@@ -165,7 +164,10 @@ def _peak_memory_of_loading(path) -> tuple[str, int]:
               "except StudioError as exc:\n"
               "    message = exc.message\n"
               "print(message)\n"
-              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+              # VmHWM, not ru_maxrss: Linux carries the parent's peak across fork and exec into
+              # ru_maxrss, and a parent that ran many tests is large.
+              "print(next(int(line.split()[1]) for line in open('/proc/self/status')\n"
+              "           if line.startswith('VmHWM:')) // 1024)\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120, check=True)
     message, peak_mib = result.stdout.strip().splitlines()[-2:]

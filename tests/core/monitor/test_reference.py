@@ -118,3 +118,27 @@ def test_categories_are_compared_as_text():
         {"features": {"zip": {"kind": "categorical", "categories": [1, "2"], "counts": [3, 4]}}})
     assert profile.features["zip"].categories == ["1", "2"]
     assert profile.rows == 0 and profile.source is None and profile.is_baseline
+
+
+def test_a_profile_on_a_servers_bins_counts_as_the_server_counts():
+    """Reference data attached to a running server: numbers on its `le` bounds, compared in the
+    model's precision (a float32 value just above an edge in float64 is on it in float32, where the
+    server puts it), and categories it does not know under the category it counts them as."""
+    import pandas as pd
+
+    from studio.core.monitor.reference import SERVER_OTHER, profile_on_bins
+
+    just_above = float(np.nextafter(np.float64(np.float32(0.1)), 1.0))
+    frame = pd.DataFrame({"x": [0.05, just_above, 0.5, 2.0, float("nan")],
+                          "colour": ["red", "red", "blue", "mauve", "teal"],
+                          "ignored": [1, 2, 3, 4, 5]})
+    profile = profile_on_bins(frame, {"x": [float(np.float32(0.1)), 1.0]},
+                              {"colour": ["red", "blue"]}, {"x": "float32"})
+
+    assert profile.source == "dataset" and profile.rows == 5 and profile.is_baseline
+    assert set(profile.features) == {"x", "colour"} and profile.predictions is None
+    assert profile.features["x"].counts == [2, 1, 1]  # NaN is no value
+    colours = dict(zip(profile.features["colour"].categories, profile.features["colour"].counts))
+    assert colours == {"red": 2, "blue": 1, SERVER_OTHER: 2}
+    in_float64 = profile_on_bins(frame, {"x": [float(np.float32(0.1)), 1.0]}, {})
+    assert in_float64.features["x"].counts == [1, 2, 1]

@@ -49,15 +49,23 @@ def choose_port(port: int | None) -> int:
     return port
 
 
-def check_port_free(port: int) -> None:
+def port_in_use(port: int) -> OSError | None:
+    """Why `port` on 127.0.0.1 cannot be bound now, or None when it is free."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:
-            raise DeploymentError(
-                f"Port {port} on 127.0.0.1 is already in use by another program.",
-                "Choose another port, or leave the port empty to use a free one.",
-                detail=repr(exc)) from exc
+            return exc
+    return None
+
+
+def check_port_free(port: int) -> None:
+    busy = port_in_use(port)
+    if busy is not None:
+        raise DeploymentError(
+            f"Port {port} on 127.0.0.1 is already in use by another program.",
+            "Choose another port, or leave the port empty to use a free one.",
+            detail=repr(busy))
 
 
 @dataclass(frozen=True)
