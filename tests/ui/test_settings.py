@@ -166,3 +166,11 @@ def test_a_splitter_comes_back_with_its_sizes_and_its_own_orientation(qtbot, tmp
     other, different = window_with(Qt.Orientation.Horizontal)  # the layout changed since
     restore_splitters(other, _store(tmp_path))
     assert different.orientation() == Qt.Orientation.Horizontal
+
+
+def test_changing_another_setting_keeps_the_plan_in_the_load_form(window):
+    load = window.load_page
+    load.connections.setValue(42)  # the user's own plan: "Custom"
+    window.prefs = dataclasses.replace(window.prefs, psi_alert=0.3)
+    window._apply_prefs()
+    assert load.connections.value() == 42 and load.preset.currentText() == "Custom"

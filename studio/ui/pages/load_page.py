@@ -14,7 +14,7 @@ run can be laid over the next one.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -104,6 +104,7 @@ class LoadPage(Page):
         self.route = QComboBox()
         self.route.setEditable(True)
         self.presets = list(PRESETS)
+        self._start_preset: tuple | None = None
         """The built-in presets, then the user's own from Settings."""
         self.preset = QComboBox()
         for preset in self.presets:
@@ -255,6 +256,10 @@ class LoadPage(Page):
             self.presets.append(preset)
             self.preset.insertItem(len(self.presets) - 1, MY_PRESET)
         self.preset.blockSignals(False)
+        chosen = (settings.load_preset, replace(settings.my_preset))
+        if chosen == self._start_preset:
+            return  # another setting changed: the plan in the form stays
+        self._start_preset = chosen
         start = self.preset.findText(settings.load_preset)
         if not self.running and start >= 0:
             self.preset.setCurrentIndex(start)
