@@ -8,7 +8,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -16,12 +15,12 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from studio.ui.settings import LoadPreset, StudioSettings
+from studio.ui.widgets.page_parts import count_box, number_box
 
 THEMES = (("Follow the system", "system"), ("Light", "light"), ("Dark", "dark"))
 RUNTIMES = (("Auto (Docker when an engine answers)", "auto"), ("Docker", "docker"),
@@ -33,17 +32,6 @@ def _combo(choices: tuple[tuple[str, str], ...], current: str) -> QComboBox:
     for label, value in choices:
         box.addItem(label, value)
     box.setCurrentIndex(max(0, box.findData(current)))
-    return box
-
-
-def _number(value: float, low: float, high: float, step: float, suffix: str = "",
-            decimals: int = 2) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setRange(low, high)
-    box.setDecimals(decimals)
-    box.setSingleStep(step)
-    box.setSuffix(suffix)
-    box.setValue(value)
     return box
 
 
@@ -72,9 +60,9 @@ class SettingsDialog(QDialog):
         serving.addRow("Base image", self.base_image)
         serving.addRow("Wheelhouse cache", wheelhouse_row)
 
-        self.psi_warn = _number(settings.psi_warn, 0.01, 5, 0.01)
-        self.psi_alert = _number(settings.psi_alert, 0.01, 5, 0.01)
-        self.scrape = _number(settings.scrape_interval_s, 0.25, 60, 0.25, " s")
+        self.psi_warn = number_box(0.01, 5, settings.psi_warn, step=0.01)
+        self.psi_alert = number_box(0.01, 5, settings.psi_alert, step=0.01)
+        self.scrape = number_box(0.25, 60, settings.scrape_interval_s, step=0.25, suffix=" s")
         monitoring = QFormLayout()
         monitoring.addRow("Drift warning at PSI", self.psi_warn)
         monitoring.addRow("Drift alert at PSI", self.psi_alert)
@@ -83,11 +71,10 @@ class SettingsDialog(QDialog):
         self.start_preset = QComboBox()
         self.start_preset.addItems(preset_names)
         self.start_preset.setCurrentIndex(max(0, self.start_preset.findText(settings.load_preset)))
-        self.connections = QSpinBox()
-        self.connections.setRange(1, 1024)
-        self.connections.setValue(settings.my_preset.connections)
-        self.duration = _number(settings.my_preset.duration_s, 1, 3600, 1, " s", 1)
-        self.warmup = _number(settings.my_preset.warmup_s, 0, 600, 1, " s", 1)
+        self.connections = count_box(1, 1024, settings.my_preset.connections)
+        self.duration = number_box(1, 3600, settings.my_preset.duration_s, step=1, suffix=" s",
+                                   decimals=1)
+        self.warmup = number_box(0, 600, settings.my_preset.warmup_s, step=1, suffix=" s", decimals=1)
         load = QFormLayout()
         load.addRow("Start on preset", self.start_preset)
         load.addRow("My preset: connections", self.connections)

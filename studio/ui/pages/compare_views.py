@@ -15,7 +15,6 @@ from PySide6.QtGui import QBrush, QColor, QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QDoubleSpinBox,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -24,7 +23,6 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
-    QSpinBox,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -40,6 +38,7 @@ from studio.core.versions.compare_stats import MetricComparison
 from studio.core.versions.shadow import ShadowCounters
 from studio.ui.theme import chart_colors
 from studio.ui.widgets.charts import TEXT, LegendRow
+from studio.ui.widgets.page_parts import count_box, number_box
 
 SIDE_COLORS = {"A": (37, 99, 235), "B": (217, 119, 6)}
 BETTER = QColor(214, 240, 221)
@@ -324,14 +323,9 @@ class LiveView(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.rounds, self.round_s, self.connections = QSpinBox(), QDoubleSpinBox(), QSpinBox()
-        self.rounds.setRange(1, 50)
-        self.rounds.setValue(LiveOptions.rounds)
-        self.round_s.setRange(0.5, 600)
-        self.round_s.setValue(LiveOptions.round_s)
-        self.round_s.setSuffix(" s")
-        self.connections.setRange(1, 512)
-        self.connections.setValue(LiveOptions.connections)
+        self.rounds = count_box(1, 50, LiveOptions.rounds)
+        self.round_s = number_box(0.5, 600, LiveOptions.round_s, suffix=" s")
+        self.connections = count_box(1, 512, LiveOptions.connections)
         self.route = QComboBox()
         self.route.addItems(["/predict", "/predict/batch", "/v2/models/{name}/infer"])
         self.run_button = QPushButton("Compare live")
@@ -425,8 +419,7 @@ class ShadowView(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self.port = QSpinBox()
-        self.port.setRange(0, 65535)
+        self.port = count_box(0, 65535)
         self.port.setSpecialValueText("any free port")
         self.run_button = QPushButton("Start shadow")
         self.where = wrapped("Not running.")

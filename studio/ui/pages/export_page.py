@@ -45,6 +45,7 @@ from studio.core.export.options import (
 from studio.core.export.write import check_export, write_export
 from studio.core.model.artifact import ModelArtifact
 from studio.ui.pages.page import NO_MODEL, Page
+from studio.ui.widgets.page_parts import count_box
 from studio.ui.workers import TaskHandle, TaskRunner
 
 CHECK_DELAY_MS = 800
@@ -88,9 +89,7 @@ class ExportPage(Page):
         return field
 
     def _spin(self, low: int, high: int, value: int) -> QSpinBox:
-        spin = QSpinBox()
-        spin.setRange(low, high)
-        spin.setValue(value)
+        spin = count_box(low, high, value)
         spin.valueChanged.connect(self.refresh)
         return spin
 

@@ -21,7 +21,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QFrame,
@@ -30,7 +29,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QScrollArea,
-    QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -50,7 +48,12 @@ from studio.core.units import figure
 from studio.ui.pages.page import Page
 from studio.ui.settings import StudioSettings
 from studio.ui.widgets.charts import SeriesChart
-from studio.ui.widgets.page_parts import ServerFields, with_browse_button
+from studio.ui.widgets.page_parts import (
+    ServerFields,
+    count_box,
+    number_box,
+    with_browse_button,
+)
 from studio.ui.workers import TaskHandle, TaskRunner
 
 ROUTES = ("/predict", "/predict/batch", "/v2/models/{name}/infer")
@@ -185,27 +188,13 @@ class LoadPage(Page):
         self.mode.addItem("Closed loop (N workers)", "closed")
         self.mode.addItem("Open loop (arrival rate)", "open")
         self.mode.addItem("Rate sweep (find the knee)", "sweep")
-        self.connections = QSpinBox()
-        self.connections.setRange(1, 1024)
-        self.rate = QDoubleSpinBox()
-        self.rate.setRange(1, 1_000_000)
-        self.rate.setDecimals(0)
-        self.rate.setSuffix(" req/s")
+        self.connections = count_box(1, 1024)
+        self.rate = number_box(1, 1_000_000, decimals=0, suffix=" req/s")
         self.poisson = QCheckBox("Poisson arrivals")
-        self.duration = QDoubleSpinBox()
-        self.duration.setRange(0.5, 3600)
-        self.duration.setSuffix(" s")
-        self.warmup = QDoubleSpinBox()
-        self.warmup.setRange(0, 600)
-        self.warmup.setSuffix(" s")
-        self.timeout = QDoubleSpinBox()
-        self.timeout.setRange(0.1, 120)
-        self.timeout.setValue(5.0)
-        self.timeout.setSuffix(" s")
-        self.slo = QDoubleSpinBox()
-        self.slo.setRange(0.1, 60_000)
-        self.slo.setValue(50.0)
-        self.slo.setSuffix(" ms")
+        self.duration = number_box(0.5, 3600, suffix=" s")
+        self.warmup = number_box(0, 600, suffix=" s")
+        self.timeout = number_box(0.1, 120, 5.0, suffix=" s")
+        self.slo = number_box(0.1, 60_000, 50.0, suffix=" ms")
         self.payload = QComboBox()
         for label, key in PAYLOAD_SOURCES:
             self.payload.addItem(label, key)

@@ -24,7 +24,6 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
@@ -32,7 +31,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSizePolicy,
-    QSpinBox,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -62,7 +60,7 @@ from studio.core.units import figure
 from studio.ui.pages.page import Page
 from studio.ui.settings import StudioSettings
 from studio.ui.widgets.charts import BinsChart, SeriesChart
-from studio.ui.widgets.page_parts import ServerFields
+from studio.ui.widgets.page_parts import ServerFields, count_box, number_box
 from studio.ui.workers import TaskRunner
 
 REFRESH_MS = 500
@@ -143,16 +141,11 @@ class MonitorPage(Page):
             chart.getPlotItem().setLabel("bottom", "seconds ago")
             grid.addWidget(chart, index // 4, index % 4)
 
-        self.warn = QDoubleSpinBox()
-        self.alert = QDoubleSpinBox()
-        for spin, value in ((self.warn, 0.1), (self.alert, 0.25)):
-            spin.setRange(0.01, 10)
-            spin.setSingleStep(0.05)
-            spin.setValue(value)
+        self.warn = number_box(0.01, 10, 0.1, step=0.05)
+        self.alert = number_box(0.01, 10, 0.25, step=0.05)
+        for spin in (self.warn, self.alert):
             spin.valueChanged.connect(self._thresholds_changed)
-        self.baseline_rows = QSpinBox()
-        self.baseline_rows.setRange(10, 1_000_000)
-        self.baseline_rows.setValue(DEFAULT_BASELINE_ROWS)
+        self.baseline_rows = count_box(10, 1_000_000, DEFAULT_BASELINE_ROWS)
         self.baseline_rows.setToolTip("Without a reference dataset, the first N requests are the "
                                       "baseline")
         thresholds = QHBoxLayout()

@@ -16,7 +16,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFontDatabase
 from PySide6.QtWidgets import (
     QCheckBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -51,7 +50,7 @@ from studio.core.optimize.report import conversion_lines, optimization_lines
 from studio.core.serve.places import version_work_dir
 from studio.core.units import human_size
 from studio.ui.pages.page import NO_MODEL, Page
-from studio.ui.widgets.page_parts import rows_table, with_browse_button
+from studio.ui.widgets.page_parts import number_box, rows_table, with_browse_button
 from studio.ui.workers import TaskHandle, TaskRunner
 
 PASS_COLOR = QColor(214, 240, 221)
@@ -156,9 +155,10 @@ class OptimizePage(Page):
         parity = QGroupBox("Parity check")
         self.reference = QLineEdit()
         self.reference.setPlaceholderText("none: rows are sampled from the schema")
-        self.atol = self._tolerance_box(Tolerance().atol, 1e-8, 10.0, 8)
-        self.rtol = self._tolerance_box(Tolerance().rtol, 0.0, 10.0, 6)
-        self.min_agreement = self._tolerance_box(Tolerance().min_label_agreement, 0.0, 1.0, 4)
+        self.atol = number_box(1e-8, 10.0, Tolerance().atol, decimals=8, step=1e-7)
+        self.rtol = number_box(0.0, 10.0, Tolerance().rtol, decimals=6, step=1e-5)
+        self.min_agreement = number_box(0.0, 1.0, Tolerance().min_label_agreement, decimals=4,
+                                        step=1e-3)
         self.custom_tolerance = QCheckBox("Apply these tolerances to the optimizations too")
         self.custom_tolerance.setToolTip("Otherwise each optimization uses its own documented "
                                          "default (hover over it to see it).")
@@ -174,15 +174,6 @@ class OptimizePage(Page):
         row.addWidget(optimizations, 1)
         row.addWidget(parity, 2)
         return row
-
-    @staticmethod
-    def _tolerance_box(value: float, low: float, high: float, decimals: int) -> QDoubleSpinBox:
-        box = QDoubleSpinBox()
-        box.setDecimals(decimals)
-        box.setRange(low, high)
-        box.setSingleStep(10 ** -decimals * 10)
-        box.setValue(value)
-        return box
 
     def _build_run_row(self) -> QHBoxLayout:
         self.run_button = QPushButton("Run")

@@ -17,7 +17,6 @@ from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -26,7 +25,6 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSizePolicy,
-    QSpinBox,
     QTabWidget,
     QWidget,
 )
@@ -46,7 +44,7 @@ from studio.core.serve.runtimes.docker import EngineStatus
 from studio.core.tasks import Progress
 from studio.ui.pages.page import NO_MODEL, Page
 from studio.ui.settings import StudioSettings
-from studio.ui.widgets.page_parts import with_browse_button
+from studio.ui.widgets.page_parts import count_box, number_box, with_browse_button
 from studio.ui.widgets.trust_dialog import TrustDialog
 from studio.ui.workers import TaskHandle, TaskRunner
 
@@ -124,14 +122,11 @@ class ServePage(Page):
         """The registry's version number of the model shown, once it is recorded: the server's
         metrics carry it, so two versions' figures never mix."""
         self.wheelhouse_cache: Path | None = None
-        self.port = QSpinBox()
-        self.port.setRange(0, 65535)
+        self.port = count_box(0, 65535)
         self.port.setSpecialValueText("its last one, or a free one")
         self.port.setToolTip("Empty: the port this model was served on last time when it is "
                              "free, so its URL stays the same; else any free port.")
-        self.cpus = QDoubleSpinBox()
-        self.cpus.setRange(0, 64)
-        self.cpus.setSingleStep(0.5)
+        self.cpus = number_box(0, 64, step=0.5)
         self.cpus.setSpecialValueText("no limit")
         self.memory = QLineEdit()
         self.memory.setPlaceholderText("no limit (e.g. 512m)")

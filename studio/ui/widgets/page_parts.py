@@ -1,5 +1,6 @@
 """Fields more than one page asks for: where a served model answers (its URL, which follows the
-Serve page, and the API key a server may check), and a dataset file to read rows from."""
+Serve page, and the API key a server may check), a dataset file to read rows from, a table of
+rows, and a number within limits."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from collections.abc import Callable
 
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
+    QSpinBox,
     QTableWidget,
     QWidget,
 )
@@ -92,3 +95,25 @@ def rows_table(columns: list[str], *, several: bool = False) -> QTableWidget:
     header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     header.setStretchLastSection(True)
     return table
+
+
+def number_box(low: float, high: float, value: float | None = None, *, suffix: str = "",
+               decimals: int = 2, step: float | None = None) -> QDoubleSpinBox:
+    """A number from low to high, shown with `decimals` places and `suffix` (" s", " ms")."""
+    box = QDoubleSpinBox()
+    box.setDecimals(decimals)  # before the range and value, which it rounds
+    box.setRange(low, high)
+    if step is not None:
+        box.setSingleStep(step)
+    box.setSuffix(suffix)
+    if value is not None:
+        box.setValue(value)
+    return box
+
+
+def count_box(low: int, high: int, value: int | None = None) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    if value is not None:
+        box.setValue(value)
+    return box

@@ -24,6 +24,10 @@ from typing import Any, Self
 
 import httptools
 
+KEPT_REQUESTS = 1000
+"""Requests kept for a test to read: a load test sends tens of thousands, and keeping them all
+makes the garbage collector stop the server for a stall's length."""
+
 REASONS = {200: "OK", 404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
@@ -110,7 +114,8 @@ class _Protocol(asyncio.Protocol):
                           dict(self.headers), bytes(self.body), time.perf_counter(),
                           self.server.received)
         self.server.received += 1
-        self.server.requests.append(request)
+        if len(self.server.requests) < KEPT_REQUESTS:
+            self.server.requests.append(request)
         task = asyncio.get_running_loop().create_task(self._respond(request))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -145,6 +150,7 @@ class HttpServer:
         self.received = 0
         """Complete requests received."""
         self.requests: list[Request] = []
+        """The first KEPT_REQUESTS requests received."""
         self.statuses: collections.Counter[int] = collections.Counter()
         """Answers written, by status."""
         self.closed = 0

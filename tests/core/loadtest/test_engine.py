@@ -131,22 +131,33 @@ def test_closed_loop_does_not_hide_a_one_second_stall():
 
 
 def test_a_steady_server_needs_no_correction():
-    """A server that answers everything at once never stalls: no send was delayed, and the
+    """A server that answers everything in 2 ms never stalls: no send was delayed, and the
     corrected percentiles are the measured ones (the first answers of fresh connections, and the
     tester's own pauses, are not stalls). Through the tester's own process, as the studio runs it.
 
-    A shared machine can stop any server for a moment; a run in which this one's event loop stood
-    still for a stall's length is a run with a stall, so the test takes the first run without one.
+    2 ms, not at once: a server answering at once keeps both of a small machine's cores busy with
+    the tester, and the scheduler then stops it for a time slice (about 4 ms) now and then, which is
+    a stall against its 0.4 ms answers. A shared machine can stop any server for a moment, so of
+    five runs one must show no stall (a correction that misfires does in every run), unless the
+    server's own event loop stood still for a stall's length in all five.
     """
+
+    async def two_ms(request: Request) -> Answer:
+        await asyncio.sleep(0.002)
+        return Answer()
+
+    runs = []
     for _ in range(5):
-        with HttpServer() as server:
+        with HttpServer(two_ms) as server:
             report = run(LoadPlan(server.url, mode="closed", connections=8, duration_s=2.0))
-        if server.longest_pause_s * 1000 < 0.8 * report.stall_threshold_ms:
+        runs.append((report.delayed_sends, server.longest_pause_s * 1000, report.stall_threshold_ms))
+        if report.delayed_sends == 0:
             break
     else:
-        pytest.skip("the machine stopped the server for a stall's length in every run")
+        if all(pause >= 0.8 * threshold for _, pause, threshold in runs):
+            pytest.skip("the machine stopped the server for a stall's length in every run")
     assert report.errors == 0 and report.completed > 1000
-    assert report.delayed_sends == 0
+    assert report.delayed_sends == 0, f"(delayed sends, server pause ms, threshold ms): {runs}"
     assert report.corrected is not None
     assert report.corrected.p99_ms == report.latency.p99_ms
     assert report.corrected.p50_ms == report.latency.p50_ms
@@ -305,24 +316,30 @@ def test_a_base_url_with_a_path_is_honoured_or_refused(server):
 # --- warm-up and snapshots -----------------------------------------------------------------------
 
 def test_warm_up_requests_are_not_in_the_report():
-    """Requests arriving in the first 0.4 s take 300 ms (a cold server); warm-up lasts 0.5 s. Some
-    warm-up requests are answered after measuring started: they must not appear either."""
+    """Requests arriving in the first 0.4 s are answered 300 ms later with a 503 (a cold server);
+    warm-up lasts 0.5 s, so some of those answers come after measuring started: none may be
+    counted. The status marks a warm-up answer whatever the machine's timing."""
     cold_until = 0.0
+    cold_answered_at: list[float] = []
 
     async def cold_then_fast(request: Request) -> Answer:
         if request.received < cold_until:
             await asyncio.sleep(0.3)
+            cold_answered_at.append(time.perf_counter())
+            return Answer(status=503)
         return Answer()
 
     snapshots: list[Snapshot] = []
     with HttpServer(cold_then_fast) as server:
-        cold_until = time.perf_counter() + 0.4
+        started = time.perf_counter()
+        cold_until = started + 0.4
         report = run_in_this_process(LoadPlan(server.url, connections=2, warmup_s=0.5,
                                               duration_s=0.6),
                                      Progress(on_partial=snapshots.append))
+    assert max(cold_answered_at) > started + 0.5, "no warm-up answer came after measuring began"
     assert server.received > report.sent > 0
     assert report.completed + report.errors == report.sent
-    assert report.latency.max_ms < 250  # no 300 ms warm-up answer was measured
+    assert report.errors == 0 and not report.errors_by_kind  # no cold answer was measured
     assert report.duration_s == pytest.approx(0.6, abs=0.2)
     assert any(s.warming_up for s in snapshots)
     assert all(s.elapsed_s >= 0 for s in report.timeline)
