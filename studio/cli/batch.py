@@ -50,8 +50,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help="skip: set rows that do not fit the model aside in the rejects file "
                             "(default); fail: stop at the first one and write nothing")
     batch.add_argument("--threads", type=_count, metavar="N",
-                       help="threads the model runs on (default: every core but one, which reads "
-                            "and writes)")
+                       help="threads the model runs on, each on a slice of a chunk (default: "
+                            "every core)")
     add_trust_option(batch)
     batch.add_argument("--json", action="store_true", help="print the summary as JSON")
     batch.set_defaults(run=run_batch)

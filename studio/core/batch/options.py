@@ -12,11 +12,12 @@ from typing import Literal
 from studio.core.errors import ExitStatus, StudioError
 from studio.core.files import check_not_a_source
 
-DEFAULT_CHUNK_SIZE = 16_384
+DEFAULT_CHUNK_SIZE = 8_192
 """Rows per chunk. The chunks in flight (read ahead, predicted, waiting to be written) are what a
 run holds, so the chunk sets the memory and the file does not. Measured on 20-column CSV files
-through the 20-feature forest: peak memory 257 MB on 100,000 rows and 301 MB on 1,000,000 with
-16k-row chunks, 259 and 422 MB with 64k; the same time either way, and more CPU with 8k."""
+through the 20-feature forest on 2 model threads: peak memory 261 MB on 100,000 rows and
+287-303 MB on 1,000,000 with 8k-row chunks, 264 and 308-339 MB with 16k, in the same time
+(5.8-6.2 s against 5.9-6.0 s); 64k-row chunks took 422 MB on 1,000,000."""
 MIN_CHUNK_SIZE = 1
 MAX_CHUNK_SIZE = 4_000_000
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -37,14 +38,13 @@ class BatchOptions:
     """`skip`: a row that does not fit the model is written to the rejects file with its reason;
     `fail`: the first one stops the run and nothing is written."""
     threads: int | None = None
-    """Threads the model runs on; None for every core but one, which reads and checks the next
-    chunk and writes the last. On 2 busy cores, 100,000 rows through the 20-feature forest took
-    8 s and 1.75 CPU-s with 2 model threads against 4.5 s and 1.0 CPU-s with 1: ONNX Runtime's
-    idle workers spin on the core the reader needs."""
+    """Threads the model runs on, each on its own slice of a chunk; None for every core. On 2
+    cores, 1,000,000 rows through the 20-feature forest took 5.5-6 s with 2 against 6.6-7.5 s
+    with 1: the reader and writer threads wait on the disk and the model often enough."""
 
     @property
     def model_threads(self) -> int:
-        return self.threads or max(1, (os.cpu_count() or 1) - 1)
+        return self.threads or os.cpu_count() or 1
 
 
 def check_options(options: BatchOptions) -> None:

@@ -7,11 +7,17 @@ several targets); any other model one column per output value, named after the o
 session refuses a chunk, the chunk is halved until the rows it refuses are found: they are set
 apart with the model's own reason and every other row is still predicted. A row whose answer is
 not a number (NaN) is set apart too: writing it would pass off a failure as a prediction.
+
+Several threads split a chunk into slices and run them side by side, each slice on one thread
+of ONNX Runtime: a row's answer is then computed in the same order whatever the number of threads.
+Threads inside one run would not do: a forest's votes would be summed in an order that depends on
+the threads, and a tied vote's class would change with the machine's cores.
 """
 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +29,9 @@ from studio.core.errors import first_line
 from studio.core.model.artifact import ModelArtifact
 from studio.core.model.session import onnx_session
 
+MIN_SLICE_ROWS = 1024
+"""Fewer rows than this per thread are run on one thread: a handful of rows costs less than
+handing them over."""
 PREDICTED_PREFIX = "predicted_"
 """Put before an output column's name when the data already has a column of that name (a `label`
 the model was trained on, say), so that no input column is ever overwritten."""
@@ -47,6 +56,8 @@ def unique_name(name: str, taken: set[str]) -> str:
 
 
 class Predictor:
+    """`close()` when done: it ends the threads."""
+
     def __init__(self, artifact: ModelArtifact, threads: int) -> None:
         schema = artifact.schema
         self.schema = schema
@@ -60,7 +71,9 @@ class Predictor:
                                  "the studio so that its features are named.")
             dtype = object if tensor.dtype == "string" else np.dtype(tensor.dtype)
             self.inputs.append((tensor.name, carried, dtype, len(tensor.shape)))
-        self.session = onnx_session(artifact.model_file, threads=threads)
+        self.session = onnx_session(artifact.model_file, threads=1)
+        self.threads = threads
+        self._pool = ThreadPoolExecutor(threads, "batch-model") if threads > 1 else None
         outputs = self.session.get_outputs()
         self.output_names = [o.name for o in outputs]
         self.output_types = {o.name: o.type for o in outputs}
@@ -91,26 +104,15 @@ class Predictor:
     # --- through the model ----------------------------------------------------------------------
 
     def predict(self, feeds: dict[str, np.ndarray], n: int) -> Predicted:
-        parts: list[tuple[int, int, list[Any]]] = []
-        refused: dict[int, str] = {}
-        # Row ranges still to run, the next on top. A plain loop, not a recursive closure: a
-        # closure that calls itself is a reference cycle, which would keep every chunk's inputs
-        # and outputs alive until the garbage collector's next full pass.
-        ranges = [(0, n)] if n else []
-        while ranges:
-            start, stop = ranges.pop()
-            try:
-                outputs = self.session.run(self.output_names,
-                                           {k: v[start:stop] for k, v in feeds.items()})
-            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-                if stop - start == 1:
-                    refused[start] = f"the model refused it: {first_line(exc)[:300]}"
-                else:
-                    middle = (start + stop) // 2
-                    ranges += [(middle, stop), (start, middle)]
-                continue
-            parts.append((start, stop, outputs))
-
+        slices = max(1, min(self.threads, n // MIN_SLICE_ROWS))
+        bounds = np.linspace(0, n, slices + 1).astype(int)
+        spans = [(int(start), int(stop)) for start, stop in zip(bounds[:-1], bounds[1:])]
+        if self._pool is None or slices == 1:
+            answered = [self._run(feeds, start, stop) for start, stop in spans]
+        else:
+            answered = list(self._pool.map(lambda span: self._run(feeds, *span), spans))
+        parts = [part for slice_parts, _ in answered for part in slice_parts]
+        refused = {row: why for _, slice_refused in answered for row, why in slice_refused.items()}
         ok = np.ones(n, dtype=bool)
         for row in refused:
             ok[row] = False
@@ -125,6 +127,35 @@ class Predictor:
             ok[done[~finite]] = False
             columns = [(name, array.filter(pa.array(finite))) for name, array in columns]
         return Predicted(ok, columns, refused)
+
+    def _run(self, feeds: dict[str, np.ndarray], first: int,
+             end: int) -> tuple[list[tuple[int, int, list[Any]]], dict[int, str]]:
+        """The answers for rows first..end in order, and the rows the model refused (with its
+        reason), found by halving the range it refuses."""
+        parts: list[tuple[int, int, list[Any]]] = []
+        refused: dict[int, str] = {}
+        # Row ranges still to run, the next on top. A plain loop, not a recursive closure: a
+        # closure that calls itself is a reference cycle, which would keep every chunk's inputs
+        # and outputs alive until the garbage collector's next full pass.
+        ranges = [(first, end)] if end > first else []
+        while ranges:
+            start, stop = ranges.pop()
+            try:
+                outputs = self.session.run(self.output_names,
+                                           {k: v[start:stop] for k, v in feeds.items()})
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+                if stop - start == 1:
+                    refused[start] = f"the model refused it: {first_line(exc)[:300]}"
+                else:
+                    middle = (start + stop) // 2
+                    ranges += [(middle, stop), (start, middle)]
+                continue
+            parts.append((start, stop, outputs))
+        return parts, refused
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
 
     # --- out ------------------------------------------------------------------------------------
 

@@ -216,7 +216,7 @@ def run_batch(model: ModelArtifact, data: str | Path, output: str | Path,
         _check_columns(reader, features, data)
         predictor = Predictor(onnx_model, options.model_threads)
         tally.started = time.perf_counter()
-        with ExitStack() as files:
+        with closing(predictor), ExitStack() as files:
             pending = files.enter_context(pending_file(output))
             writer = PredictionsWriter(pending.path, output_format)
             files.callback(writer.abandon)

@@ -245,3 +245,33 @@ def test_a_row_the_model_answers_with_nan_is_set_aside_not_written(tmp_path, dem
         [(27, "the model gave no number for it (NaN)")]
     written = pd.read_csv(tmp_path / "out.csv")
     assert len(written) == 39 and not written.isna().any().any()
+
+
+def test_the_predictions_do_not_depend_on_the_number_of_threads(tmp_path):
+    """A forest of 20 fully grown trees on random labels ties its vote on many rows, and which
+    class a tie gets depends on the order the votes are summed in: a run on three threads must
+    write, byte for byte, what a run on one writes."""
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    train = rng.standard_normal((2000, 5)).astype(np.float32)
+    forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(
+        train, rng.integers(0, 2, 2000))
+    model_file = tmp_path / "forest.onnx"
+    model_file.write_bytes(to_onnx(forest, train[:1], options={"zipmap": False})
+                           .SerializeToString())
+    data = tmp_path / "rows.csv"
+    pd.DataFrame(rng.standard_normal((20_000, 5)).round(6),
+                 columns=[f"x{i}" for i in range(5)]).to_csv(data, index=False)
+    model = load(model_file)
+
+    one = run_batch(model, data, tmp_path / "one.csv", BatchOptions(chunk_size=8192, threads=1))
+    three = run_batch(model, data, tmp_path / "three.csv",
+                      BatchOptions(chunk_size=8192, threads=3))
+
+    assert (one.threads, three.threads) == (1, 3)
+    written = pd.read_csv(tmp_path / "one.csv")
+    tied = np.isclose(written["probability_0"], written["probability_1"])
+    assert tied.sum() > 1000, "the forest tied too rarely to show anything"
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "three.csv").read_bytes()
