@@ -28,6 +28,7 @@ and no traceback reaches the terminal.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -113,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     first_word = next((a for a in argv if not a.startswith("-")), None)
     if first_word in COMMANDS:
         args = command_parser().parse_args(argv)
+        # Ctrl-C stops a command even when a script started it in the background: the script's
+        # shell leaves SIGINT ignored there, and Python keeps an ignored SIGINT ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             return args.run(args)
         except StudioError as exc:

@@ -111,6 +111,28 @@ def test_ctrl_c_stops_the_server_and_cleans_up(served_demo):
         probe.bind(("127.0.0.1", port))  # the port is free again: the child server is gone
 
 
+def test_ctrl_c_stops_a_server_a_script_started_in_the_background():
+    """A script's `slipway serve … &` starts with SIGINT ignored (a shell without job control sets
+    that for background commands), and the packaging check stops its server with SIGINT."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "studio.cli", "serve", str(DEMO_MODEL), "--runtime", "process",
+         "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        ready_line = server.stdout.readline()
+        assert "is ready at" in ready_line, server.stderr.read() if server.poll() is not None \
+            else ready_line
+        server.send_signal(signal.SIGINT)
+        status = server.wait(timeout=20)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert status == 0, server.stderr.read()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # the child server is gone too
+
+
 def test_serve_with_docker_and_no_engine_says_what_to_do(tmp_path):
     result = slipway("serve", DEMO_MODEL, "--runtime", "docker",
                      env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
