@@ -10,6 +10,7 @@ overwriting each other. A writer waits up to BUSY_TIMEOUT_S for its turn.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,6 +93,22 @@ def _damaged(path: Path, exc: sqlite3.Error) -> RegistryError:
         "again to register it.", detail=repr(exc))
 
 
+def _use_wal(connection: sqlite3.Connection) -> None:
+    """Put the database in WAL mode (kept in the file from then on). SQLite answers "locked" at
+    once, without waiting out the busy timeout, when another connection holds the file while the
+    mode changes, as every process opening a new registry at the same moment does; so this
+    waits here, as long as the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class Database:
     def __init__(self, path: Path):
         self.path = path
@@ -106,7 +123,7 @@ class Database:
         try:
             connection.execute("PRAGMA foreign_keys = ON")
             if connection.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                connection.execute("PRAGMA journal_mode = WAL")  # kept in the file from then on
+                _use_wal(connection)
                 connection.executescript(f"BEGIN IMMEDIATE; {TABLES} "
                                          f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         except BaseException:

@@ -4,6 +4,7 @@ with a consistent registry: no version number twice, no lost alias move, no half
 from __future__ import annotations
 
 import json
+import multiprocessing
 import subprocess
 import sys
 from itertools import pairwise
@@ -11,10 +12,13 @@ from pathlib import Path
 
 from registry_models import tiny_onnx
 
+from studio.core.versions.database import Database, RegistryError
 from studio.core.versions.registry import Registry
 
 WRITERS = 4
 EACH = 6
+OPENERS = 6
+TRIALS = 40
 
 
 def test_concurrent_writers_leave_a_consistent_registry(tmp_path):
@@ -54,3 +58,33 @@ def test_concurrent_writers_leave_a_consistent_registry(tmp_path):
         assert later.from_version == earlier.to_version  # no move was lost or overwritten
     assert registry.by_alias("shared", "champion").version == history[-1].to_version
     assert not list(root.glob("objects/.staging-*"))
+
+
+def _open_at_once(path: Path, barrier, answers) -> None:
+    barrier.wait()
+    try:
+        with Database(path).reading() as connection:
+            connection.execute("SELECT 1")
+        answers.put("ok")
+    except RegistryError as exc:
+        answers.put(exc.message)
+
+
+def test_processes_opening_a_new_registry_at_the_same_moment_all_get_in(tmp_path):
+    """Each one puts the new database in WAL mode, for which SQLite answers "locked" at once
+    rather than waiting: before they waited for it themselves, about one trial in seven had a
+    process refused (and told that the registry had been busy for 30 s)."""
+    context = multiprocessing.get_context("fork")
+    refused = []
+    for trial in range(TRIALS):
+        barrier, answers = context.Barrier(OPENERS), context.Queue()
+        openers = [context.Process(target=_open_at_once,
+                                   args=(tmp_path / str(trial) / "registry.db", barrier, answers))
+                   for _ in range(OPENERS)]
+        for opener in openers:
+            opener.start()
+        refused += [answer for answer in (answers.get(timeout=60) for _ in openers)
+                    if answer != "ok"]
+        for opener in openers:
+            opener.join(10)
+    assert refused == []
